@@ -1,0 +1,143 @@
+"""The `rwkvlite` command. Thin: each flag is the Python API's parameter of the same name.
+
+Any RWKVLiteError becomes one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .errors import RWKVLiteError
+
+SHARED_DEMO = os.path.join("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-FP32.bin")
+
+
+def default_model() -> str:
+    """The model `rwkvlite demo` runs without arguments.
+
+    Until a demo model is bundled with the package, rwkv.cpp's tiny RWKV-5.2 from the
+    shared data folder: $RWKVLITE_SHARED, else ../shared beside the current folder or the repository.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    bundled = os.path.join(here, "assets", "demo.safetensors")
+    if os.path.exists(bundled):
+        return bundled
+    roots = [os.environ.get("RWKVLITE_SHARED", ""), os.path.join(os.getcwd(), "..", "shared"),
+             os.path.join(here, "..", "..", "..", "shared")]
+    for root in roots:
+        if root and os.path.exists(os.path.join(root, SHARED_DEMO)):
+            return os.path.normpath(os.path.join(root, SHARED_DEMO))
+    raise RWKVLiteError(f"no default model: put the shared data folder at ../shared or set RWKVLITE_SHARED "
+                        f"(it must hold {SHARED_DEMO})")
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+
+
+def print_summary(s: dict, out=sys.stdout) -> None:
+    c = s["config"]
+    print(f"RWKV-{c['version']}  layers {c['n_layer']}  width {c['n_embd']}  heads {s['n_head']} x "
+          f"{c['head_size']}  ffn {c['dim_ffn']}  vocab {c['vocab_size']}  dtype {s['dtype']}", file=out)
+    print(f"{'group':<12} {'params':>12} {'bytes':>12} {'share':>7}", file=out)
+    for name, g in s["groups"].items():
+        share = g["params"] / max(1, s["total"]["params"])
+        print(f"{name:<12} {g['params']:>12,} {_fmt_bytes(g['bytes']):>12} {share:>7.1%}", file=out)
+    print(f"{'total':<12} {s['total']['params']:>12,} {_fmt_bytes(s['total']['bytes']):>12}", file=out)
+
+
+def cmd_inspect(args) -> None:
+    from .loaders import load_model
+    from .model.inspect import summary
+
+    model = load_model(args.model)
+    s = summary(model)
+    s["source"] = model.source
+    if args.json:
+        json.dump(s, sys.stdout, indent=1)
+        print()
+    else:
+        print_summary(s)
+
+
+def _stream(model, args) -> None:
+    from .generate import generate
+    from .tokenizer import tokenizer_for
+
+    tok = tokenizer_for(model.config, args.tokenizer)
+    sys.stdout.write(args.prompt)
+    start, n = time.perf_counter(), 0
+    for piece in generate(model, tok, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                          top_p=args.top_p, seed=args.seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        n += 1
+    print(f"\n[{n} pieces in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
+
+
+def cmd_generate(args) -> None:
+    from .loaders import load_model
+
+    _stream(load_model(args.model, device=args.device), args)
+
+
+def cmd_demo(args) -> None:
+    from .loaders import load_model
+    from .model.inspect import summary
+
+    path = default_model()
+    print(f"model: {path}")
+    model = load_model(path)
+    print_summary(summary(model))
+    print("\n--- generation (temperature 1.0, top-p 0.85, seed 0) ---")
+    _stream(model, args)
+
+
+def _add_sampling(p) -> None:
+    p.add_argument("--max-tokens", dest="max_tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", dest="top_p", type=float, default=0.85)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--tokenizer", default=None, help="'bytes', 'world', or a vocab/tokenizer file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rwkvlite", description="Compress, run and measure RWKV models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="version, shapes, parameter and byte counts per group")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("generate", help="stream text from a prompt")
+    p.add_argument("model")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--device", default=None)
+    _add_sampling(p)
+    p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
+    p.add_argument("--prompt", default="\nROMEO:")
+    _add_sampling(p)
+    p.set_defaults(func=cmd_demo, seed=0)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except RWKVLiteError as e:
+        print(f"rwkvlite: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nrwkvlite: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

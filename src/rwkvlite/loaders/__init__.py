@@ -1,0 +1,90 @@
+"""Checkpoint -> config + canonical (BlinkDL-named, BlinkDL-shaped) state dict -> model.
+
+>>> model = load_model("tiny-rwkv-5v2-730K-FP32.bin")  # doctest: +SKIP
+>>> model.config.version
+'5.2'
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import torch
+from safetensors.torch import save_file
+
+from ..errors import CheckpointError
+from ..model import RWKV, RWKVConfig
+from ..utils.io import atomic_path
+from .detect import detect_version, infer_config
+from .files import read_tensors
+from .names import to_canonical, undo_rwkvcpp
+
+FORMAT_NAME = "rwkvlite-model"
+FORMAT_VERSION = "1"
+
+
+def canonical_shapes(config: RWKVConfig) -> dict[str, torch.Size]:
+    with torch.device("meta"):
+        return {k: v.shape for k, v in RWKV(config).state_dict().items()}
+
+
+def conform(sd: dict[str, torch.Tensor], config: RWKVConfig, source: str) -> dict[str, torch.Tensor]:
+    """Check key sets and reshape every tensor to its canonical shape (sizes must agree exactly)."""
+    shapes = canonical_shapes(config)
+    missing = sorted(set(shapes) - set(sd))
+    unexpected = sorted(set(sd) - set(shapes))
+    if missing or unexpected:
+        parts = [f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}" if missing else "",
+                 f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}" if unexpected else ""]
+        raise CheckpointError(f"{source}: tensors do not match an RWKV-{config.version} model: "
+                              + "; ".join(p for p in parts if p))
+    out = {}
+    for name, shape in shapes.items():
+        t = sd[name]
+        if t.shape != shape:
+            if t.numel() != shape.numel():
+                raise CheckpointError(f"{source}: tensor '{name}' has shape {list(t.shape)}, "
+                                      f"expected {list(shape)} for RWKV-{config.version}")
+            t = t.reshape(shape)
+        out[name] = t
+    return out
+
+
+def load_state_dict(path) -> tuple[RWKVConfig, dict[str, torch.Tensor], dict]:
+    """Any supported checkpoint -> (config, canonical state dict, metadata about the source)."""
+    raw, meta = read_tensors(path)
+    sd, meta["naming"] = to_canonical(raw)
+    version = detect_version(sd)
+    if meta["format"] == "rwkv.cpp":
+        sd = undo_rwkvcpp(sd, version)
+    config = infer_config(sd, version)
+    if meta["format"] == "rwkv.cpp" and version.startswith("5"):
+        config = replace(config, ln_x_eps=1e-5)  # rwkv.cpp's v5 GroupNorm epsilon
+    elif "config" in meta:  # our own safetensors: keep what only the config records
+        config = replace(config, ln_x_eps=json.loads(meta["config"]).get("ln_x_eps", config.ln_x_eps))
+    return config, conform(sd, config, str(path)), meta
+
+
+def load_model(path, device=None, dtype=torch.float32) -> RWKV:
+    """Load any supported RWKV checkpoint as an `RWKV` model in eval mode.
+
+    device: "cpu" (default), "cuda", ...; dtype: the weights' dtype (WKV math stays float32).
+    """
+    config, sd, meta = load_state_dict(path)
+    with torch.device("meta"):
+        model = RWKV(config)
+    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
+    model.source = {"path": str(path), **{k: v for k, v in meta.items() if isinstance(v, str)}}
+    return model.to(device or "cpu").eval()
+
+
+def save_model(model: RWKV, path) -> None:
+    """Write canonical safetensors with the config as JSON in the header; atomic."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "config": json.dumps(model.config.to_dict())}
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
+
+
+__all__ = ["load_model", "load_state_dict", "save_model", "detect_version", "infer_config"]

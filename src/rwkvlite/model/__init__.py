@@ -1,0 +1,5 @@
+from .config import RWKVConfig
+from .model import RWKV
+from .state import State
+
+__all__ = ["RWKV", "RWKVConfig", "State"]

@@ -1,0 +1,156 @@
+"""Tokenizers RWKV models use: bytes (vocab 256), RWKV World, and the GPT-NeoX 20B BPE.
+
+>>> tok = load_tokenizer("bytes")
+>>> tok.encode("hi"), tok.decode([104, 105])
+([104, 105], 'hi')
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+
+from .errors import TokenizerError
+
+WORLD_VOCAB = "rwkv_vocab_v20230424.txt"
+
+
+class ByteTokenizer:
+    """One token per UTF-8 byte (rwkv.cpp's tiny models)."""
+
+    name = "bytes"
+    vocab_size = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode_bytes(self, ids) -> bytes:
+        return bytes(ids)
+
+    def decode(self, ids) -> str:
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+
+class WorldTokenizer:
+    """RWKV World: greedy longest match over a fixed byte vocabulary (rwkv_vocab_v20230424).
+
+    The vocabulary file has one token per line, `id literal length`, the literal being a
+    Python str or bytes literal (read with ast.literal_eval, which runs no code). Greedy
+    longest match is the rule BlinkDL's TRIE_TOKENIZER implements; a trie of dicts keeps
+    encoding linear in the text length. Written here because no maintained package on
+    PyPI exposes it without also pulling in an inference engine.
+    """
+
+    name = "world"
+
+    def __init__(self, path: str):
+        self.id_to_bytes: dict[int, bytes] = {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    idx, rest = line.split(" ", 1)
+                    literal, length = rest.rstrip("\n").rsplit(" ", 1)
+                    tok = ast.literal_eval(literal)
+                    tok = tok.encode("utf-8") if isinstance(tok, str) else tok
+                    if len(tok) != int(length):
+                        raise ValueError(f"length {length} != {len(tok)}")
+                    self.id_to_bytes[int(idx)] = tok
+        except (OSError, ValueError, SyntaxError) as e:
+            raise TokenizerError(f"{path}: not an RWKV World vocabulary ({e})") from None
+        self.trie: dict = {}
+        for idx, tok in self.id_to_bytes.items():
+            node = self.trie
+            for byte in tok:
+                node = node.setdefault(byte, {})
+            node[None] = idx  # key None marks the end of a token
+        self.vocab_size = 65536  # World models pad the 65,529 tokens to 65,536 rows
+
+    def encode(self, text: str) -> list[int]:
+        data, ids, pos = text.encode("utf-8"), [], 0
+        while pos < len(data):
+            node, best, best_end, i = self.trie, None, pos, pos
+            while i < len(data) and data[i] in node:
+                node = node[data[i]]
+                i += 1
+                if None in node:
+                    best, best_end = node[None], i
+            if best is None:
+                raise TokenizerError(f"byte {data[pos]} at offset {pos} is not in the World vocabulary")
+            ids.append(best)
+            pos = best_end
+        return ids
+
+    def decode_bytes(self, ids) -> bytes:
+        return b"".join(self.id_to_bytes.get(int(i), b"") for i in ids)
+
+    def decode(self, ids) -> str:
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+
+class HFTokenizer:
+    """A Hugging Face `tokenizers` JSON file, e.g. 20B_tokenizer.json of the RWKV-4 Pile models."""
+
+    name = "20b"
+
+    def __init__(self, path: str):
+        from tokenizers import Tokenizer
+
+        try:
+            self.tok = Tokenizer.from_file(path)
+        except Exception as e:  # tokenizers raises a bare Exception on a bad file
+            raise TokenizerError(f"{path}: not a tokenizers JSON file ({str(e)[:120]})") from None
+        self.vocab_size = self.tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text).ids
+
+    def decode_bytes(self, ids) -> bytes:
+        return self.decode(ids).encode("utf-8")
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(list(ids))
+
+
+def _packaged_world_vocab() -> str | None:
+    """The World vocabulary file as shipped inside an installed PyPI package, if any."""
+    for package in ("rwkv", "rwkv_tokenizer"):
+        spec = importlib.util.find_spec(package)
+        if spec and spec.submodule_search_locations:
+            for folder in spec.submodule_search_locations:
+                candidate = os.path.join(folder, WORLD_VOCAB)
+                if os.path.exists(candidate):
+                    return candidate
+    return None
+
+
+def load_tokenizer(name_or_path: str):
+    """'bytes', 'world' (from an installed package), or a path: a World vocab .txt or a tokenizers .json."""
+    key = str(name_or_path).lower()
+    if key in ("bytes", "byte"):
+        return ByteTokenizer()
+    if key == "world":
+        path = _packaged_world_vocab()
+        if path is None:
+            raise TokenizerError(f"no {WORLD_VOCAB} in any installed package; pass the file's path instead "
+                                 "(it ships with rwkv.cpp and the `rwkv` PyPI package)")
+        return WorldTokenizer(path)
+    if key in ("20b", "neox"):
+        raise TokenizerError("the 20B tokenizer needs its file: pass the path of 20B_tokenizer.json")
+    path = os.fspath(name_or_path)
+    if not os.path.exists(path):
+        raise TokenizerError(f"{path}: no such tokenizer (use 'bytes', 'world' or a file path)")
+    return HFTokenizer(path) if path.endswith(".json") else WorldTokenizer(path)
+
+
+def tokenizer_for(config, hint: str | None = None):
+    """The tokenizer a model's vocabulary implies, unless `hint` names one."""
+    if hint:
+        return load_tokenizer(hint)
+    if config.vocab_size == 256:
+        return ByteTokenizer()
+    if config.vocab_size == 65536:
+        return load_tokenizer("world")
+    raise TokenizerError(f"cannot guess the tokenizer of a {config.vocab_size}-token vocabulary; "
+                         "pass --tokenizer (a World vocab .txt or a tokenizers .json)")
