@@ -46,7 +46,7 @@ def conform(sd: dict[str, torch.Tensor], config: RWKVConfig, source: str) -> dic
                 raise CheckpointError(f"{source}: tensor '{name}' has shape {list(t.shape)}, "
                                       f"expected {list(shape)} for RWKV-{config.version}")
             t = t.reshape(shape)
-        out[name] = t
+        out[name] = t.contiguous()  # transposed sources arrive as views
     return out
 
 
