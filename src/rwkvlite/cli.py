@@ -96,6 +96,48 @@ def cmd_demo(args) -> None:
     _stream(model, args)
 
 
+def shared_data(*parts) -> str:
+    """A file in the shared data folder ($RWKVLITE_SHARED or ../shared), for default eval data."""
+    roots = [os.environ.get("RWKVLITE_SHARED", ""), os.path.join(os.getcwd(), "..", "shared"),
+             os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")]
+    for root in roots:
+        if root and os.path.exists(os.path.join(root, *parts)):
+            return os.path.normpath(os.path.join(root, *parts))
+    return os.path.join("..", "shared", *parts)  # the reader names it in its error
+
+
+TASKS = ("wikitext", "lambada", "piqa")
+
+
+def cmd_eval(args) -> None:
+    from . import eval as ev
+    from .eval.results import record, write_json
+    from .loaders import load_model
+    from .tokenizer import tokenizer_for
+
+    model = load_model(args.model, device=args.device)
+    tok = tokenizer_for(model.config, args.tokenizer)
+    records = []
+    for task in args.tasks:
+        if task == "wikitext":
+            path = args.text or shared_data("data", "wikitext-2-raw", "wiki.test.raw")
+            figures = ev.perplexity(model, tok, ev.read_text(path), ctx=args.ctx, stateful=not args.windows,
+                                    limit=args.limit)
+        elif task == "lambada":
+            path = args.lambada or shared_data("data", "lambada_test.jsonl")
+            figures = ev.lambada(model, tok, ev.read_lambada(path, verify=not args.no_verify), limit=args.limit)
+        elif task == "piqa":
+            path = args.piqa or shared_data("data", "piqa", "valid.jsonl")
+            figures = ev.piqa(model, tok, ev.read_piqa(path), limit=args.limit)
+        else:
+            raise RWKVLiteError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+        records.append(record(args.model, task, figures, {"data": path, "limit": args.limit, "ctx": args.ctx}))
+        print(f"{task:<9} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in figures.items()))
+    if args.json:
+        write_json(records, args.json)
+
+
 def _add_sampling(p) -> None:
     p.add_argument("--max-tokens", dest="max_tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -117,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     _add_sampling(p)
     p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("eval", help="perplexity / bits per byte, LAMBADA, PIQA")
+    p.add_argument("model")
+    p.add_argument("--tasks", nargs="+", default=["wikitext", "lambada"], help=f"any of {', '.join(TASKS)}")
+    p.add_argument("--limit", type=int, default=None, help="first N tokens (wikitext) or items")
+    p.add_argument("--json", default=None, help="write results here")
+    p.add_argument("--ctx", type=int, default=512, help="tokens per forward pass")
+    p.add_argument("--windows", action="store_true", help="fixed windows without carried state")
+    p.add_argument("--text", default=None, help="text file for perplexity (default WikiText-2 raw test)")
+    p.add_argument("--lambada", default=None)
+    p.add_argument("--piqa", default=None)
+    p.add_argument("--no-verify", dest="no_verify", action="store_true", help="skip the LAMBADA checksum")
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_eval)
     p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
     p.add_argument("--prompt", default="\nROMEO:")
     _add_sampling(p)

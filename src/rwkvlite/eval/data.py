@@ -1,0 +1,75 @@
+"""Evaluation data files, read with checks: a bad file is one DataError naming the problem."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from ..errors import DataError
+
+# sha256 of the OpenAI LAMBADA test file (lm-evaluation-harness's lambada_openai has the same).
+LAMBADA_SHA256 = "4aa8d02cd17c719165fc8a7887fddd641f43fcafa4b1c806ca8abc31fabdb226"
+
+
+def sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_exists(path: str) -> None:
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such data file")
+
+
+def read_text(path: str) -> str:
+    _check_exists(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    if not text.strip():
+        raise DataError(f"{path}: empty text file")
+    return text
+
+
+def _read_jsonl(path: str, fields: tuple[str, ...]) -> list[dict]:
+    rows = []
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+        if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in fields):
+            raise DataError(f"{path}:{lineno}: expected an object with string fields {list(fields)}")
+        rows.append(row)
+    return rows
+
+
+def read_lambada(path: str, verify: bool = True) -> list[tuple[str, str]]:
+    """(context, last word) pairs; the context ends before the space that precedes the word."""
+    _check_exists(path)
+    if verify and sha256_of(path) != LAMBADA_SHA256:
+        raise DataError(f"{path}: wrong checksum for the OpenAI LAMBADA test set "
+                        f"(sha256 {sha256_of(path)[:16]}..., expected {LAMBADA_SHA256[:16]}...); "
+                        "pass verify=False / --no-verify to score it anyway")
+    items = []
+    for row in _read_jsonl(path, ("text",)):
+        context, _, word = row["text"].rpartition(" ")
+        items.append((context, word))
+    return items
+
+
+def read_piqa(path: str, labels_path: str | None = None) -> list[tuple[str, tuple[str, str], int]]:
+    """(goal, (sol1, sol2), label) triples; labels from valid-labels.lst beside the file by default."""
+    rows = _read_jsonl(path, ("goal", "sol1", "sol2"))
+    labels_path = labels_path or os.path.join(os.path.dirname(path), "valid-labels.lst")
+    labels = read_text(labels_path).split()
+    if len(labels) != len(rows) or any(x not in ("0", "1") for x in labels):
+        raise DataError(f"{labels_path}: expected {len(rows)} labels of 0 or 1, found {len(labels)} entries")
+    return [(r["goal"], (r["sol1"], r["sol2"]), int(y)) for r, y in zip(rows, labels)]

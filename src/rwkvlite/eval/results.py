@@ -1,0 +1,29 @@
+"""Result records: figures plus everything needed to trust and reproduce them."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+
+import torch
+
+from ..utils.io import atomic_path
+from .data import sha256_of
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+            "processor": platform.processor(), "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+
+
+def record(model_path: str, task: str, figures: dict, settings: dict) -> dict:
+    path = os.fspath(model_path)
+    digest = sha256_of(path) if os.path.isfile(path) else None
+    return {"model": path, "model_sha256": digest, "task": task, "figures": figures, "settings": settings,
+            "environment": environment(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+
+
+def write_json(records: list[dict], path: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(records, f, indent=1)
