@@ -9,7 +9,9 @@ import torch
 def sample(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 0.85,
            generator: torch.Generator | None = None) -> int:
     """One token id from logits [V]: greedy at temperature 0, else nucleus (top-p) sampling."""
-    if temperature <= 0:
+    if not (temperature == temperature and top_p == top_p):  # NaN
+        raise ValueError("temperature and top_p must be numbers")
+    if temperature <= 0 or top_p <= 0:
         return int(logits.argmax())
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     sorted_p, order = probs.sort(descending=True)

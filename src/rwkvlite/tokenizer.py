@@ -147,7 +147,11 @@ def load_tokenizer(name_or_path: str):
 def tokenizer_for(config, hint: str | None = None):
     """The tokenizer a model's vocabulary implies, unless `hint` names one."""
     if hint:
-        return load_tokenizer(hint)
+        tok = load_tokenizer(hint)
+        if tok.vocab_size > config.vocab_size:
+            raise TokenizerError(f"tokenizer {hint} has {tok.vocab_size} tokens but the model only "
+                                 f"{config.vocab_size}: wrong tokenizer for this model")
+        return tok
     if config.vocab_size == 256:
         return ByteTokenizer()
     if config.vocab_size == 65536:

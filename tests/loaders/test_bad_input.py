@@ -36,7 +36,7 @@ def test_missing_file(tmp_path):
 
 
 def test_random_bytes(tmp_path):
-    (tmp_path / "junk.pth").write_bytes(os.urandom(4096))
+    (tmp_path / "junk.pth").write_bytes(b"\x17" + os.urandom(4095))  # no known magic by construction
     assert_one_line_error(run_cli("inspect", tmp_path / "junk.pth"), "junk.pth")
 
 
@@ -80,3 +80,18 @@ def test_api_raises_named_error(tmp_path):
 
     with pytest.raises(CheckpointError, match="no such file"):
         load_model(tmp_path / "nope.pth")
+
+
+def test_wrong_shapes_are_refused_not_reshaped(tmp_path):
+    sd = make_model("7").state_dict()
+    sd["blocks.0.ffn.value.weight"] = sd["blocks.0.ffn.value.weight"].reshape(256, 64)  # same size, wrong shape
+    torch.save(sd, tmp_path / "bad.pth")
+    assert_one_line_error(run_cli("inspect", tmp_path / "bad.pth"), "ffn.value.weight")
+
+
+def test_inconsistent_tensors_give_one_line(tmp_path):
+    sd = make_model("7").state_dict()
+    del sd["blocks.0.ffn.key.weight"]
+    sd["emb.weight"] = sd["emb.weight"].flatten()
+    torch.save(sd, tmp_path / "bad.pth")
+    assert_one_line_error(run_cli("inspect", tmp_path / "bad.pth"), "bad.pth")

@@ -12,7 +12,7 @@ from dataclasses import replace
 import torch
 from safetensors.torch import save_file
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UnknownArchitectureError
 from ..model import RWKV, RWKVConfig
 from ..utils.io import atomic_path
 from .detect import detect_version, infer_config
@@ -42,7 +42,9 @@ def conform(sd: dict[str, torch.Tensor], config: RWKVConfig, source: str) -> dic
     for name, shape in shapes.items():
         t = sd[name]
         if t.shape != shape:
-            if t.numel() != shape.numel():
+            src, dst = [d for d in t.shape if d != 1], [d for d in shape if d != 1]
+            vector = len(dst) <= 1 and t.numel() == shape.numel()  # e.g. a per-channel [H, N] stored for [1, 1, C]
+            if src != dst and not vector:  # otherwise only size-1 dims may differ
                 raise CheckpointError(f"{source}: tensor '{name}' has shape {list(t.shape)}, "
                                       f"expected {list(shape)} for RWKV-{config.version}")
             t = t.reshape(shape)
@@ -53,15 +55,23 @@ def conform(sd: dict[str, torch.Tensor], config: RWKVConfig, source: str) -> dic
 def load_state_dict(path) -> tuple[RWKVConfig, dict[str, torch.Tensor], dict]:
     """Any supported checkpoint -> (config, canonical state dict, metadata about the source)."""
     raw, meta = read_tensors(path)
-    sd, meta["naming"] = to_canonical(raw)
-    version = detect_version(sd)
-    if meta["format"] == "rwkv.cpp":
-        sd = undo_rwkvcpp(sd, version)
-    config = infer_config(sd, version)
-    if meta["format"] == "rwkv.cpp" and version.startswith("5"):
-        config = replace(config, ln_x_eps=1e-5)  # rwkv.cpp's v5 GroupNorm epsilon
-    elif "config" in meta:  # our own safetensors: keep what only the config records
-        config = replace(config, ln_x_eps=json.loads(meta["config"]).get("ln_x_eps", config.ln_x_eps))
+    if not raw or not all(isinstance(k, str) for k in raw):
+        raise CheckpointError(f"{path}: no named tensors in the file")
+    try:
+        sd, meta["naming"] = to_canonical(raw)
+        version = detect_version(sd)
+        if meta["format"] == "rwkv.cpp":
+            sd = undo_rwkvcpp(sd, version)
+        config = infer_config(sd, version)
+        if meta["format"] == "rwkv.cpp" and version.startswith("5"):
+            config = replace(config, ln_x_eps=1e-5)  # rwkv.cpp's v5 GroupNorm epsilon
+        elif "config" in meta.get("file_metadata", {}):  # our own file: keep what only the config records
+            saved = json.loads(meta["file_metadata"]["config"])
+            config = replace(config, ln_x_eps=float(saved.get("ln_x_eps", config.ln_x_eps)))
+    except UnknownArchitectureError:
+        raise
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError) as e:  # inconsistent names/shapes
+        raise CheckpointError(f"{path}: inconsistent RWKV tensors ({type(e).__name__}: {str(e)[:160]})") from None
     return config, conform(sd, config, str(path)), meta
 
 

@@ -60,7 +60,7 @@ def _read_safetensors(files: list[str]) -> tuple[dict, dict]:
     for path in files:
         try:
             with safe_open(path, framework="pt") as f:
-                meta.update(f.metadata() or {})
+                meta.setdefault("file_metadata", {}).update(f.metadata() or {})
                 for k in f.keys():
                     sd[k] = f.get_tensor(k)
         except (SafetensorError, OSError, ValueError) as e:

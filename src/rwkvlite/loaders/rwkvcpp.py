@@ -16,6 +16,7 @@ PyPI package reads this legacy container (gguf-py reads GGUF, a different header
 """
 from __future__ import annotations
 
+import math
 import mmap
 import struct
 
@@ -90,11 +91,13 @@ def read_rwkvcpp(path: str) -> tuple[dict[str, torch.Tensor], dict]:
             raise CheckpointError(f"{path}: quantised rwkv.cpp files of version 100 use an old block layout; "
                                   "re-quantise with a current rwkv.cpp")
         off += 12
+        if off + 4 * n_dims + name_len > size:
+            raise CheckpointError(f"{path}: truncated rwkv.cpp file (tensor header at byte {off - 12})")
         dims = struct.unpack_from(f"<{n_dims}i", buf, off)
         off += 4 * n_dims
         name = bytes(buf[off:off + name_len]).decode("utf-8", errors="replace")
         off += name_len
-        count = int(np.prod(dims, dtype=np.int64))
+        count = math.prod(dims)  # Python ints: no overflow
         nbytes = count // per_block * block_bytes
         if min(dims) <= 0 or count % per_block or off + nbytes > size:
             raise CheckpointError(f"{path}: truncated or corrupt rwkv.cpp file: tensor '{name}' "

@@ -102,6 +102,9 @@ def wkv5_sequence(r, k, v, logw, u, state, chunk=CHUNK):
       S_L = e^{A[L]} S_0 + sum_i (k_i * e^{A[L] - A[i]})^T v_i
     """
     B, T, H, N = r.shape
+    # A decay of exactly 0 (log -inf, e.g. an underflowed rwkv.cpp exp(-exp(w))) would make
+    # -inf - -inf below; e^-60 per step is already 0 to float32 after two steps.
+    logw = logw.clamp_min(-60.0)
     r, k, v, logw = _chunks([r, k, v, logw.expand(B, T, H, N)], chunk)
     A = logw.cumsum(-2)  # [B,H,C,L,N] log decay from chunk start through t
     A_prev = A - logw  # ... through t-1
