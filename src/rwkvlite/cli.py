@@ -106,7 +106,7 @@ def shared_data(*parts) -> str:
     return os.path.join("..", "shared", *parts)  # the reader names it in its error
 
 
-TASKS = ("wikitext", "lambada", "piqa")
+TASKS = ("wikitext", "lambada", "piqa", "fidelity")
 
 
 def cmd_eval(args) -> None:
@@ -126,16 +126,48 @@ def cmd_eval(args) -> None:
         elif task == "lambada":
             path = args.lambada or shared_data("data", "lambada_test.jsonl")
             figures = ev.lambada(model, tok, ev.read_lambada(path, verify=not args.no_verify), limit=args.limit)
+        elif task == "fidelity":
+            if not args.reference:
+                raise RWKVLiteError("the fidelity task needs --reference MODEL (the original to compare with)")
+            path = args.text or shared_data("data", "wikitext-2-raw", "wiki.test.raw")
+            reference = load_model(args.reference, device=args.device)
+            figures = ev.fidelity(reference, model, tok, ev.read_text(path), ctx=args.ctx, limit=args.limit)
         elif task == "piqa":
             path = args.piqa or shared_data("data", "piqa", "valid.jsonl")
             figures = ev.piqa(model, tok, ev.read_piqa(path), limit=args.limit)
         else:
             raise RWKVLiteError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-        records.append(record(args.model, task, figures, {"data": path, "limit": args.limit, "ctx": args.ctx}))
+        settings = {"data": path, "limit": args.limit, "ctx": args.ctx, "reference": args.reference}
+        records.append(record(args.model, task, figures, settings))
         print(f"{task:<9} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in figures.items()))
     if args.json:
         write_json(records, args.json)
+
+
+def cmd_bench(args) -> None:
+    from .eval.results import record, write_json
+    from .eval.speed import bench
+
+    figures = bench(args.model, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, device=args.device)
+    print(f"load {figures['load_s']:.2f} s   prefill {figures['prefill_tokens_per_s']:.1f} tok/s   "
+          f"decode {figures['decode_ms_per_token']:.2f} ms/tok ({figures['decode_tokens_per_s']:.1f} tok/s)")
+    print(f"peak RSS: before load {figures['rss_before_load_mib']:.0f} MiB, loading "
+          f"{figures['peak_rss_load_mib']:.0f} MiB, generating {figures['peak_rss_generate_mib']:.0f} MiB"
+          + ("" if figures["peak_per_phase"] else " (whole-process peaks: no per-phase reset here)"))
+    if args.json:
+        write_json([record(args.model, "bench", figures, vars_of(args, "prompt_tokens", "gen_tokens"))], args.json)
+
+
+def cmd_report(args) -> None:
+    from .eval.report import write_report
+
+    out = write_report(args.results, args.out)
+    print(f"wrote {out['markdown']}" + (f" and {out['plot']}" if out["plot"] else " (no quality figure to plot)"))
+
+
+def vars_of(args, *names) -> dict:
+    return {n: getattr(args, n) for n in names}
 
 
 def _add_sampling(p) -> None:
@@ -169,10 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", default=None, help="text file for perplexity (default WikiText-2 raw test)")
     p.add_argument("--lambada", default=None)
     p.add_argument("--piqa", default=None)
+    p.add_argument("--reference", default=None, help="original model for the fidelity task")
     p.add_argument("--no-verify", dest="no_verify", action="store_true", help="skip the LAMBADA checksum")
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("bench", help="load time, peak RSS per phase, prefill and decode speed")
+    p.add_argument("model")
+    p.add_argument("--prompt-tokens", dest="prompt_tokens", type=int, default=512)
+    p.add_argument("--gen-tokens", dest="gen_tokens", type=int, default=128)
+    p.add_argument("--json", default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("report", help="markdown table and PNG plot from result JSON files")
+    p.add_argument("results", nargs="+")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
     p.add_argument("--prompt", default="\nROMEO:")
     _add_sampling(p)

@@ -20,7 +20,8 @@ def environment() -> dict:
 def record(model_path: str, task: str, figures: dict, settings: dict) -> dict:
     path = os.fspath(model_path)
     digest = sha256_of(path) if os.path.isfile(path) else None
-    return {"model": path, "model_sha256": digest, "task": task, "figures": figures, "settings": settings,
+    size = os.path.getsize(path) if os.path.isfile(path) else None
+    return {"model": path, "model_sha256": digest, "model_bytes": size, "task": task, "figures": figures, "settings": settings,
             "environment": environment(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
 
 
