@@ -25,6 +25,8 @@ def test_world_matches_blinkdl_trie_tokenizer():
 def test_20b_tokenizer():
     tok = load_tokenizer(shared("tokenizers", "20B_tokenizer.json"))
     assert tok.vocab_size == 50277 and tok.decode(tok.encode(TEXT)) == TEXT
+    ids = tok.encode(TEXT)
+    assert b"".join(tok.decode_bytes([i]) for i in ids) == TEXT.encode("utf-8")  # exact bytes per token
 
 
 def test_bad_tokenizer(tmp_path):

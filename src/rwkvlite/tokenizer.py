@@ -102,12 +102,24 @@ class HFTokenizer:
         except Exception as e:  # tokenizers raises a bare Exception on a bad file
             raise TokenizerError(f"{path}: not a tokenizers JSON file ({str(e)[:120]})") from None
         self.vocab_size = self.tok.get_vocab_size()
+        # Byte-level BPE (GPT-2 / NeoX) spells each byte as one printable character; invert
+        # that map so a token's exact bytes are known even when it holds half a character.
+        printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+        extra = [b for b in range(256) if b not in printable]
+        self.byte_of = {chr(b): b for b in printable} | {chr(256 + i): b for i, b in enumerate(extra)}
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text).ids
 
     def decode_bytes(self, ids) -> bytes:
-        return self.decode(ids).encode("utf-8")
+        out = bytearray()
+        for i in ids:
+            piece = self.tok.id_to_token(int(i)) or ""
+            if all(c in self.byte_of for c in piece):
+                out.extend(self.byte_of[c] for c in piece)
+            else:  # a special token such as <|endoftext|>
+                out.extend(self.tok.decode([int(i)], skip_special_tokens=False).encode("utf-8"))
+        return bytes(out)
 
     def decode(self, ids) -> str:
         return self.tok.decode(list(ids))

@@ -76,3 +76,52 @@ def test_q5_dequantisation_is_exact(kind):
         got = quant[name].numpy().ravel()
         assert np.array_equal(want, got), f"{kind} {name}: dequantised values differ from ggml's rule"
         assert not np.array_equal(got, fp32[name].numpy().ravel()), "tensor was not quantised: test is vacuous"
+
+
+def write_rwkvcpp(path, tensors: dict, kinds: dict):
+    """A minimal rwkv.cpp file (version 101): kinds maps name -> (type id, packed bytes)."""
+    import struct
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<6i", 0x67676D66, 101, 256, 64, 12, 0))
+        for name, t in tensors.items():
+            type_id, data = kinds.get(name, (0, t.numpy().astype("<f4").tobytes()))
+            f.write(struct.pack("<3i", t.dim(), len(name), type_id))
+            f.write(struct.pack(f"<{t.dim()}i", *reversed(t.shape)))
+            f.write(name.encode() + data)
+
+
+def pack_ggml(x: np.ndarray, kind: str):
+    """ggml Q4_0 / Q4_1 / Q8_0 blocks of 32 and the values they decode to, from ggml's definitions."""
+    b = x.reshape(-1, 32).astype(np.float32)
+    f16 = lambda a: a.astype("<f2")  # noqa: E731
+    if kind == "Q8_0":
+        d = np.abs(b).max(1, keepdims=True) / 127
+        q = np.round(b / np.where(d == 0, 1, d)).astype(np.int8)
+        data = np.concatenate([f16(d).view(np.uint8), q.view(np.uint8)], 1)
+        return data.tobytes(), (q * f16(d).astype(np.float32)).ravel()
+    if kind == "Q4_0":
+        peak = b[np.arange(len(b)), np.abs(b).argmax(1)][:, None]
+        d = peak / -8
+        q = np.minimum(15, np.floor(b * np.where(d != 0, 1 / d, 0) + 8.5)).astype(np.uint8)
+        head, values = f16(d).view(np.uint8), (q.astype(np.float32) - 8) * f16(d).astype(np.float32)
+    else:  # Q4_1
+        lo, hi = b.min(1, keepdims=True), b.max(1, keepdims=True)
+        d = (hi - lo) / 15
+        q = np.minimum(15, np.floor((b - lo) * np.where(d != 0, 1 / d, 0) + 0.5)).astype(np.uint8)
+        head = np.concatenate([f16(d).view(np.uint8), f16(lo).view(np.uint8)], 1)
+        values = q * f16(d).astype(np.float32) + f16(lo).astype(np.float32)
+    nibbles = q[:, :16] | (q[:, 16:] << 4)  # byte j: value j low, value j + 16 high
+    return np.concatenate([head, nibbles], 1).tobytes(), values.ravel()
+
+
+@pytest.mark.parametrize("kind,type_id", [("Q4_0", 2), ("Q4_1", 3), ("Q8_0", 9)])
+def test_q4_q8_layouts(kind, type_id, tmp_path):
+    fp32, _ = read_rwkvcpp(shared("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-FP32.bin"))
+    names = [n for n, t in fp32.items() if t.dim() == 2 and n.startswith("blocks.")]
+    packed = {n: pack_ggml(fp32[n].numpy(), kind) for n in names}
+    write_rwkvcpp(tmp_path / "m.bin", fp32, {n: (type_id, data) for n, (data, _) in packed.items()})
+    got, _ = read_rwkvcpp(str(tmp_path / "m.bin"))
+    for n in names:
+        assert np.array_equal(got[n].numpy().ravel(), packed[n][1]), f"{kind} {n}"
+    assert logits_after_prompt(str(tmp_path / "m.bin")).argmax() == expected("5v2-730K").argmax()

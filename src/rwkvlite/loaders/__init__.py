@@ -12,7 +12,7 @@ from dataclasses import replace
 import torch
 from safetensors.torch import save_file
 
-from ..errors import CheckpointError, UnknownArchitectureError
+from ..errors import CheckpointError, RWKVLiteError, UnknownArchitectureError
 from ..model import RWKV, RWKVConfig
 from ..utils.io import atomic_path
 from .detect import detect_version, infer_config
@@ -80,12 +80,24 @@ def load_model(path, device=None, dtype=torch.float32) -> RWKV:
 
     device: "cpu" (default), "cuda", ...; dtype: the weights' dtype (WKV math stays float32).
     """
+    device = resolve_device(device)
     config, sd, meta = load_state_dict(path)
     with torch.device("meta"):
         model = RWKV(config)
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
     model.source = {"path": str(path), **{k: v for k, v in meta.items() if isinstance(v, str)}}
-    return model.to(device or "cpu").eval()
+    return model.to(device).eval()
+
+
+def resolve_device(device) -> torch.device:
+    """'cpu', 'cuda', 'cuda:1', ... checked now, so a bad choice is one clear error."""
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError:
+        raise RWKVLiteError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RWKVLiteError(f"device {device!r} requested but this PyTorch build sees no CUDA device")
+    return dev
 
 
 def save_model(model: RWKV, path) -> None:
