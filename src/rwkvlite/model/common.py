@@ -9,10 +9,15 @@ def token_shift(x: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
     return torch.cat([prev.unsqueeze(1), x[:, :-1]], dim=1)
 
 
+def wide(x: torch.Tensor) -> torch.Tensor:
+    """At least float32: half precision is raised, float64 (used by gradient checks) is kept."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
-    """[B, T, H*N] -> [B, T, H, N] in float32 (WKV math is always float32)."""
+    """[B, T, H*N] -> [B, T, H, N], at least float32 (WKV math never runs in half precision)."""
     B, T, C = x.shape
-    return x.float().view(B, T, n_head, C // n_head)
+    return wide(x).view(B, T, n_head, C // n_head)
 
 
 def group_norm(ln_x: torch.nn.GroupNorm, y: torch.Tensor, dtype) -> torch.Tensor:

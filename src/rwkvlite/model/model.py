@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import rwkv4, rwkv5, rwkv6, rwkv7
+from .common import wide
 from .config import RWKVConfig
 from .state import State
 
@@ -57,7 +58,7 @@ class RWKV(nn.Module):
         return State.zeros(self.config, batch, device=self.emb.weight.device, dtype=self.emb.weight.dtype)
 
     def forward(self, tokens: torch.Tensor, state: State | None = None, *, last_only: bool = False):
-        """tokens [B, T] -> (logits [B, T, V] float32, or [B, 1, V] with last_only; new state).
+        """tokens [B, T] -> (logits [B, T, V] at least float32, or [B, 1, V] with last_only; new state).
 
         The incoming state is not modified.
         """
@@ -75,4 +76,4 @@ class RWKV(nn.Module):
             new.ffn_shift.append(ffn_shift)
         if last_only:
             x = x[:, -1:]
-        return self.head(self.ln_out(x)).float(), new
+        return wide(self.head(self.ln_out(x))), new

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import token_shift
+from .common import token_shift, wide
 from .wkv import wkv4_sequence, wkv4_step
 
 
@@ -35,14 +35,14 @@ class TimeMix(nn.Module):
     def forward(self, x, shift, wkv, v_first=None):
         prev = token_shift(x, shift)
         r = torch.sigmoid(self.receptance(mix(x, prev, self.time_mix_r)))
-        k = self.key(mix(x, prev, self.time_mix_k)).float()
-        v = self.value(mix(x, prev, self.time_mix_v)).float()
-        w = -torch.exp(self.time_decay.float())
+        k = wide(self.key(mix(x, prev, self.time_mix_k)))
+        v = wide(self.value(mix(x, prev, self.time_mix_v)))
+        w = -torch.exp(wide(self.time_decay))
         if x.shape[1] == 1:
-            y, wkv = wkv4_step(k[:, 0], v[:, 0], w, self.time_first.float(), wkv)
+            y, wkv = wkv4_step(k[:, 0], v[:, 0], w, wide(self.time_first), wkv)
             y = y.unsqueeze(1)
         else:
-            y, wkv = wkv4_sequence(k, v, w, self.time_first.float(), wkv)
+            y, wkv = wkv4_sequence(k, v, w, wide(self.time_first), wkv)
         return self.output(r * y.to(x.dtype)), x[:, -1], wkv, v_first
 
 

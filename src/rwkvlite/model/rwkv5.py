@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import group_norm, heads, token_shift
+from .common import group_norm, heads, token_shift, wide
 from .rwkv4 import ChannelMix, mix  # noqa: F401  (v5 keeps v4's channel-mix)
 from .wkv import wkv5_sequence, wkv5_step
 
@@ -46,10 +46,10 @@ class TimeMix(nn.Module):
     def decay_and_bonus(self, N):
         """log w [H, N] and u [H, N] in float32."""
         if self.per_channel:
-            return -torch.exp(self.time_decay.float()), self.time_faaaa.float()
+            return -torch.exp(wide(self.time_decay)), wide(self.time_faaaa)
         H = self.n_head
-        logw = -torch.exp(self.time_decay.float()).view(H, 1).expand(H, N)
-        return logw, torch.exp(self.time_first.float()).view(H, 1).expand(H, N)
+        logw = -torch.exp(wide(self.time_decay)).view(H, 1).expand(H, N)
+        return logw, torch.exp(wide(self.time_first)).view(H, 1).expand(H, N)
 
     def forward(self, x, shift, wkv, v_first=None):
         prev = token_shift(x, shift)

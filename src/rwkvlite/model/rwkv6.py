@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import group_norm, heads, token_shift
+from .common import group_norm, heads, token_shift, wide
 from .rwkv5 import wkv5
 
 
@@ -54,7 +54,7 @@ class TimeMix(nn.Module):
         r, k, v = heads(self.receptance(xr), H), heads(self.key(xk), H), heads(self.value(xv), H)
         w = self.time_decay + torch.tanh(xw @ self.time_decay_w1) @ self.time_decay_w2
         logw = -torch.exp(heads(w, H))
-        y, wkv = wkv5(r, k, v, logw, self.time_faaaa.float(), wkv)
+        y, wkv = wkv5(r, k, v, logw, wide(self.time_faaaa), wkv)
         y = group_norm(self.ln_x, y, x.dtype) * F.silu(self.gate(xg))
         return self.output(y), x[:, -1], wkv, v_first
 

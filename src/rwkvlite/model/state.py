@@ -7,7 +7,7 @@ Per layer:
                       v5, v6  [B, H, N, N]  sum of k^T v, indexed [key, value]
                       v7      [B, H, N, N]  indexed [value, key] as in BlinkDL's code
   ffn_shift [B, C]  the last token's ln2 output (token shift of the channel-mix)
-The WKV memory is always float32; the shifts have the model's dtype.
+The WKV memory is float32 (float64 for a float64 model); the shifts have the model's dtype.
 """
 from __future__ import annotations
 
@@ -25,16 +25,17 @@ class State:
     @classmethod
     def zeros(cls, config, batch: int, device=None, dtype=torch.float32) -> "State":
         c, n_layer = config.n_embd, config.n_layer
+        wkv_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         shift = lambda: torch.zeros(batch, c, device=device, dtype=dtype)  # noqa: E731
         if config.version == "4":
             wkv = []
             for _ in range(n_layer):
-                s = torch.zeros(batch, 3, config.dim_att, device=device)
+                s = torch.zeros(batch, 3, config.dim_att, device=device, dtype=wkv_dtype)
                 s[:, 2] = -1e38  # pp: log-scale of an empty sum
                 wkv.append(s)
         else:
             h, n = config.n_head, config.head_size
-            wkv = [torch.zeros(batch, h, n, n, device=device) for _ in range(n_layer)]
+            wkv = [torch.zeros(batch, h, n, n, device=device, dtype=wkv_dtype) for _ in range(n_layer)]
         return cls([shift() for _ in range(n_layer)], wkv, [shift() for _ in range(n_layer)])
 
     @property

@@ -16,13 +16,27 @@ Stability. Decays are handled in log space (logw = log w <= 0).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+from .common import wide
 
 CHUNK = 16
 
 
+def float32_math(fn):
+    """Run a kernel outside autocast and in at least float32: its chunk factors need it."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.autocast(args[0].device.type, enabled=False):
+            return fn(*(wide(a) if torch.is_tensor(a) else a for a in args), **kwargs)
+    return wrapper
+
+
 # ----------------------------------------------------------------------------- RWKV-4
+@float32_math
 def wkv4_step(k, v, w, u, state):
     """One token of RWKV-4's WKV, in the (aa, bb, pp) form of BlinkDL's inference code.
 
@@ -41,11 +55,12 @@ def wkv4_step(k, v, w, u, state):
     return y, torch.stack([e1 * aa + e2 * v, e1 * bb + e2, p], 1)
 
 
+@float32_math
 def wkv4_sequence(k, v, w, u, state):
     """RWKV-4 WKV over [B, T, C]: the step recurrence in a loop (the max-shift keeps it exact)."""
     ys = []
     for t in range(k.shape[1]):
-        y, state = wkv4_step(k[:, t], v[:, t], w, u, state)
+        y, state = wkv4_step.__wrapped__(k[:, t], v[:, t], w, u, state)  # already float32
         ys.append(y)
     return torch.stack(ys, 1), state
 
@@ -83,6 +98,7 @@ def _scan(state, decay, update):
 
 
 # ----------------------------------------------------------------------------- RWKV-5 / 6
+@float32_math
 def wkv5_step(r, k, v, logw, u, state):
     """One token of RWKV-5/6: y = r (S + diag(u) k^T v);  S <- diag(w) S + k^T v.
 
@@ -93,6 +109,7 @@ def wkv5_step(r, k, v, logw, u, state):
     return y, torch.exp(logw).unsqueeze(-1) * state + kv
 
 
+@float32_math
 def wkv5_sequence(r, k, v, logw, u, state, chunk=CHUNK):
     """RWKV-5/6 WKV over [B, T, H, N] (logw may broadcast, e.g. [H, N] for v5).
 
@@ -124,6 +141,7 @@ def wkv5_sequence(r, k, v, logw, u, state, chunk=CHUNK):
 
 
 # ----------------------------------------------------------------------------- RWKV-7
+@float32_math
 def wkv7_step(r, logw, k, v, z, b, state):
     """One token of RWKV-7's generalised delta rule (z = -kk, b = kk * a in BlinkDL's code):
 
@@ -136,6 +154,7 @@ def wkv7_step(r, logw, k, v, z, b, state):
     return (state @ r.unsqueeze(-1)).squeeze(-1), state
 
 
+@float32_math
 def wkv7_sequence(r, logw, k, v, z, b, state, chunk=CHUNK):
     """RWKV-7 WKV over [B, T, H, N], chunked (a WY-style form of the delta rule).
 
