@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -39,3 +41,8 @@ def make_model(version: str, seed: int = 0):
 @pytest.fixture
 def tokens():
     return torch.randint(0, 300, (1, 64), generator=torch.Generator().manual_seed(1))
+
+
+def run_cli(*args):
+    """Run `rwkvlite ARGS` in a fresh process; returns the CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, "-m", "rwkvlite.cli", *map(str, args)], capture_output=True, text=True)

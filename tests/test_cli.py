@@ -1,18 +1,13 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 from rwkvlite.model.inspect import group_of
 
-from .conftest import make_model, shared
+from .conftest import make_model, shared, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rwkvlite.cli", *map(str, args)], capture_output=True, text=True)
 
 
 def test_inspect_json_groups(tmp_path):

@@ -11,27 +11,22 @@ import sys
 import time
 
 from .errors import RWKVLiteError
+from .utils.paths import shared_path
 
 SHARED_DEMO = os.path.join("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-FP32.bin")
 
 
 def default_model() -> str:
-    """The model `rwkvlite demo` runs without arguments.
-
-    Until a demo model is bundled with the package, rwkv.cpp's tiny RWKV-5.2 from the
-    shared data folder: $RWKVLITE_SHARED, else ../shared beside the current folder or the repository.
-    """
-    here = os.path.dirname(os.path.abspath(__file__))
-    bundled = os.path.join(here, "assets", "demo.safetensors")
+    """The model `rwkvlite demo` runs without arguments: the bundled demo model, or until
+    there is one, rwkv.cpp's tiny RWKV-5.2 from the shared data folder."""
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo.safetensors")
     if os.path.exists(bundled):
         return bundled
-    roots = [os.environ.get("RWKVLITE_SHARED", ""), os.path.join(os.getcwd(), "..", "shared"),
-             os.path.join(here, "..", "..", "..", "shared")]
-    for root in roots:
-        if root and os.path.exists(os.path.join(root, SHARED_DEMO)):
-            return os.path.normpath(os.path.join(root, SHARED_DEMO))
-    raise RWKVLiteError(f"no default model: put the shared data folder at ../shared or set RWKVLITE_SHARED "
-                        f"(it must hold {SHARED_DEMO})")
+    path = shared_path(SHARED_DEMO)
+    if not os.path.exists(path):
+        raise RWKVLiteError(f"no default model: put the shared data folder at ../shared or set RWKVLITE_SHARED "
+                            f"(it must hold {SHARED_DEMO})")
+    return path
 
 
 def _fmt_bytes(n: int) -> str:
@@ -96,16 +91,6 @@ def cmd_demo(args) -> None:
     _stream(model, args)
 
 
-def shared_data(*parts) -> str:
-    """A file in the shared data folder ($RWKVLITE_SHARED or ../shared), for default eval data."""
-    roots = [os.environ.get("RWKVLITE_SHARED", ""), os.path.join(os.getcwd(), "..", "shared"),
-             os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")]
-    for root in roots:
-        if root and os.path.exists(os.path.join(root, *parts)):
-            return os.path.normpath(os.path.join(root, *parts))
-    return os.path.join("..", "shared", *parts)  # the reader names it in its error
-
-
 TASKS = ("wikitext", "lambada", "piqa", "fidelity")
 
 
@@ -120,20 +105,20 @@ def cmd_eval(args) -> None:
     records = []
     for task in args.tasks:
         if task == "wikitext":
-            path = args.text or shared_data("data", "wikitext-2-raw", "wiki.test.raw")
+            path = args.text or shared_path("data", "wikitext-2-raw", "wiki.test.raw")
             figures = ev.perplexity(model, tok, ev.read_text(path), ctx=args.ctx, stateful=not args.windows,
                                     limit=args.limit)
         elif task == "lambada":
-            path = args.lambada or shared_data("data", "lambada_test.jsonl")
+            path = args.lambada or shared_path("data", "lambada_test.jsonl")
             figures = ev.lambada(model, tok, ev.read_lambada(path, verify=not args.no_verify), limit=args.limit)
         elif task == "fidelity":
             if not args.reference:
                 raise RWKVLiteError("the fidelity task needs --reference MODEL (the original to compare with)")
-            path = args.text or shared_data("data", "wikitext-2-raw", "wiki.test.raw")
+            path = args.text or shared_path("data", "wikitext-2-raw", "wiki.test.raw")
             reference = load_model(args.reference, device=args.device)
             figures = ev.fidelity(reference, model, tok, ev.read_text(path), ctx=args.ctx, limit=args.limit)
         elif task == "piqa":
-            path = args.piqa or shared_data("data", "piqa", "valid.jsonl")
+            path = args.piqa or shared_path("data", "piqa", "valid.jsonl")
             figures = ev.piqa(model, tok, ev.read_piqa(path), limit=args.limit)
         else:
             raise RWKVLiteError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
@@ -164,6 +149,16 @@ def cmd_report(args) -> None:
 
     out = write_report(args.results, args.out)
     print(f"wrote {out['markdown']}" + (f" and {out['plot']}" if out["plot"] else " (no quality figure to plot)"))
+
+
+def cmd_train(args) -> None:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig.from_json(args.config, out_dir=args.out_dir, max_steps=args.max_steps, device=args.device)
+    log = train(cfg, resume=not args.no_resume)
+    print(f"trained {log['parameters']:,} parameters for {cfg.max_steps} steps in {log['train_seconds']:.0f} s; "
+          f"validation loss {log['final_val_loss']:.4f} nats/token "
+          f"(unigram entropy {log['unigram_entropy']:.3f}); model in {cfg.out_dir}/model.safetensors")
 
 
 def vars_of(args, *names) -> dict:
@@ -217,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("train", help="train or continue a model from a JSON config")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out-dir", dest="out_dir", default=None, help="override the config's out_dir")
+    p.add_argument("--max-steps", dest="max_steps", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-resume", dest="no_resume", action="store_true", help="ignore an existing checkpoint")
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
     p.add_argument("--prompt", default="\nROMEO:")
     _add_sampling(p)

@@ -1,14 +1,9 @@
 """rwkvlite eval / bench / report end to end on a real tiny model."""
 import json
 import os
-import subprocess
-import sys
 
-from ..conftest import shared
+from ..conftest import shared, run_cli
 
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rwkvlite.cli", *map(str, args)], capture_output=True, text=True)
 
 
 def test_eval_bench_report(tmp_path):

@@ -1,16 +1,11 @@
 """Bad input: one line naming the problem, exit status 2, no traceback, and no pickle code runs."""
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from ..conftest import make_model, shared
+from ..conftest import make_model, shared, run_cli
 
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rwkvlite.cli", *map(str, args)], capture_output=True, text=True)
 
 
 def assert_one_line_error(result, *words):
