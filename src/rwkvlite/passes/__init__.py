@@ -1,0 +1,1 @@
+"""Compression passes: each transforms a model and reports what it did."""

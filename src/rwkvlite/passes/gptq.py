@@ -1,0 +1,87 @@
+"""GPTQ (Frantar et al., 2022, arXiv 2210.17323): quantise a linear layer column by column,
+pushing each column's rounding error onto the columns not yet quantised.
+
+Paper -> code: W (weights [rows, cols]), H = 2 X^T X (input Hessian, `Hessian`), Hinv the
+upper Cholesky factor of H^-1, Q the quantised weights, Err the scaled errors of a block.
+With H = I there is nothing to push (Hinv = I) and the result is round-to-nearest.
+
+  for each block of B columns:
+      for column i in the block:
+          q_i   = grid(w_i)                    (grid refitted at each group boundary)
+          err_i = (w_i - q_i) / Hinv[i, i]
+          w_j  -= err_i Hinv[i, j]   for j > i in the block
+      W[:, after block] -= Err Hinv[block, after block]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class Hessian:
+    """Running H = 2/n sum x x^T of a layer's inputs x [*, cols] (float64 accumulation)."""
+
+    def __init__(self, cols: int, device=None):
+        self.H = torch.zeros(cols, cols, dtype=torch.float64, device=device)
+        self.n = 0
+
+    def add_batch(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).double()
+        total = self.n + x.shape[0]
+        self.H *= self.n / total
+        self.H += (2 / total) * x.T @ x
+        self.n = total
+
+
+@dataclass
+class GPTQResult:
+    Q: torch.Tensor  # dequantised weights [rows, cols], original column order
+    codes: torch.Tensor  # integer codes [rows, cols], original column order
+    params: list  # grid parameters per group, in quantisation order
+    perm: torch.Tensor | None  # act-order permutation (None if natural order)
+    loss: float  # sum over columns of ((w - q) / Hinv[i, i])^2 / 2, GPTQ's own error proxy
+
+
+def gptq(W: torch.Tensor, H: torch.Tensor, grid, block_size: int = 128, group_size: int | None = None,
+         percdamp: float = 0.01, act_order: bool = False) -> GPTQResult:
+    """Quantise W [rows, cols] onto `grid` using the input Hessian H [cols, cols]."""
+    W = W.detach().double().clone()
+    H = H.detach().double().clone()
+    rows, cols = W.shape
+    group_size = group_size or cols
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    perm = torch.argsort(torch.diag(H), descending=True) if act_order else None
+    if perm is not None:
+        W, H = W[:, perm], H[perm][:, perm]
+    H += percdamp * torch.mean(torch.diag(H)) * torch.eye(cols, dtype=H.dtype, device=H.device)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q, codes, params, loss = torch.zeros_like(W), torch.zeros_like(W), [], 0.0
+    for i1 in range(0, cols, block_size):
+        i2 = min(i1 + block_size, cols)
+        W1, Err1, Hinv1 = W[:, i1:i2].clone(), torch.zeros(rows, i2 - i1, dtype=W.dtype, device=W.device), Hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = i1 + i
+            if col % group_size == 0:  # fit on the current (error-updated) weights of the group
+                group = torch.cat([W1[:, i:], W[:, i2:]], dim=1)[:, :group_size]
+                params.append(grid.fit(group))
+            w, d = W1[:, i], Hinv1[i, i]
+            code, q = grid.round(w, params[-1])
+            Q[:, col], codes[:, col] = q, code
+            err = (w - q) / d
+            loss += float((err**2).sum()) / 2
+            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
+            Err1[:, i] = err
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    if perm is not None:
+        inverse = torch.argsort(perm)
+        Q, codes = Q[:, inverse], codes[:, inverse]
+    return GPTQResult(Q, codes, params, perm, loss)
+
+
+def rtn(W: torch.Tensor, grid, group_size: int | None = None) -> GPTQResult:
+    """Round-to-nearest: GPTQ with an identity Hessian (no error feedback)."""
+    return gptq(W, torch.eye(W.shape[1], dtype=torch.float64, device=W.device), grid,
+                group_size=group_size, percdamp=0.0)
