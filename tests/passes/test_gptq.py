@@ -60,3 +60,27 @@ def test_codes_decode_to_q():
 def test_bad_bits():
     with pytest.raises(ValueError, match="2 to 8 bits"):
         ScalarGrid(9)
+
+
+def test_vector_grid_improves_with_more_centroids():
+    from rwkvlite.passes.grids import VectorGrid
+
+    W, X = correlated_layer()
+    H = 2 * X.T @ X / len(X)
+    errors = []
+    for bits in (2, 3, 4, 6):
+        Q = gptq(W, H, VectorGrid(bits, dim=2), block_size=32, group_size=128).Q
+        errors.append(((X @ (W - Q).T) ** 2).mean().item())
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 0.3 * errors[0], errors
+
+
+def test_vector_grid_with_feedback_beats_plain_assignment():
+    from rwkvlite.passes.grids import VectorGrid
+
+    W, X = correlated_layer()
+    H = 2 * X.T @ X / len(X)
+    grid = VectorGrid(4, dim=2)
+    feedback = gptq(W, H, grid, block_size=32, group_size=128).Q
+    plain = gptq(W, torch.eye(W.shape[1], dtype=torch.float64), grid, group_size=128, percdamp=0.0).Q
+    out_err = lambda Q: ((X @ (W - Q).T) ** 2).mean().item()  # noqa: E731
+    assert out_err(feedback) < 0.8 * out_err(plain)

@@ -37,7 +37,7 @@ class Hessian:
 @dataclass
 class GPTQResult:
     Q: torch.Tensor  # dequantised weights [rows, cols], original column order
-    codes: torch.Tensor  # integer codes [rows, cols], original column order
+    codes: torch.Tensor  # integer codes [rows, cols / d] (d = 1 for scalar grids), quantisation order
     params: list  # grid parameters per group, in quantisation order
     perm: torch.Tensor | None  # act-order permutation (None if natural order)
     loss: float  # sum over columns of ((w - q) / Hinv[i, i])^2 / 2, GPTQ's own error proxy
@@ -58,26 +58,32 @@ def gptq(W: torch.Tensor, H: torch.Tensor, grid, block_size: int = 128, group_si
         W, H = W[:, perm], H[perm][:, perm]
     H += percdamp * torch.mean(torch.diag(H)) * torch.eye(cols, dtype=H.dtype, device=H.device)
     Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    Q, codes, params, loss = torch.zeros_like(W), torch.zeros_like(W), [], 0.0
+    d = getattr(grid, "dim", 1)  # columns quantised together (vector grids)
+    if block_size % d or group_size % d:
+        raise ValueError(f"block size {block_size} and group size {group_size} must be multiples of {d}")
+    Q, codes, params, loss = torch.zeros_like(W), torch.zeros(rows, cols // d, dtype=W.dtype), [], 0.0
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
         W1, Err1, Hinv1 = W[:, i1:i2].clone(), torch.zeros(rows, i2 - i1, dtype=W.dtype, device=W.device), Hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
+        for i in range(0, i2 - i1, d):
             col = i1 + i
             if col % group_size == 0:  # fit on the current (error-updated) weights of the group
                 group = torch.cat([W1[:, i:], W[:, i2:]], dim=1)[:, :group_size]
-                params.append(grid.fit(group))
-            w, d = W1[:, i], Hinv1[i, i]
+                params.append(grid.fit(group, importance=torch.diag(H)[col:col + group.shape[1]]))
+            w = W1[:, i:i + d]
             code, q = grid.round(w, params[-1])
-            Q[:, col], codes[:, col] = q, code
-            err = (w - q) / d
+            Q[:, col:col + d], codes[:, col // d] = q.reshape(rows, d), code.reshape(rows, -1)[:, 0]
+            # (w - q) = err U with U the d x d block of Hinv, so err = (w - q) U^-1; d = 1 gives GPTQ's rule
+            err = torch.linalg.solve_triangular(Hinv1[i:i + d, i:i + d], (w - q.reshape(rows, d)), upper=True,
+                                                left=False)
             loss += float((err**2).sum()) / 2
-            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
-            Err1[:, i] = err
+            W1[:, i + d:] -= err @ Hinv1[i:i + d, i + d:]
+            Err1[:, i:i + d] = err
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
     if perm is not None:
         inverse = torch.argsort(perm)
-        Q, codes = Q[:, inverse], codes[:, inverse]
+        Q = Q[:, inverse]
+        codes = codes[:, inverse] if codes.shape[1] == cols else codes
     return GPTQResult(Q, codes, params, perm, loss)
 
 

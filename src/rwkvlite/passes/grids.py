@@ -7,6 +7,11 @@ Scalar grid (b bits, per row and group of input columns), as in the reference GP
   q = clamp(round(w / scale) + zero, 0, 2^b - 1);  w' = scale (q - zero)
 Worked example, 2 bits asymmetric, row [-1, 0, 0.4, 2]: scale = 3/3 = 1, zero = 1,
 q = [0, 1, 1, 3], w' = [-1, 0, 0, 2].
+
+Vector grid (GPTVQ, van Baalen et al. 2024, arXiv 2402.15319): d consecutive input
+columns of a row form a vector; one codebook of 2^b centroids (each d values) per group
+of columns, fitted by k-means weighted by the Hessian diagonal (columns with more input
+energy count more); a vector becomes the index of its nearest centroid, b/d bits per weight.
 """
 from __future__ import annotations
 
@@ -27,8 +32,8 @@ class ScalarGrid:
             raise ValueError(f"scalar quantisation supports 2 to 8 bits, not {bits}")
         self.bits, self.sym, self.maxq = bits, sym, 2**bits - 1
 
-    def fit(self, w: torch.Tensor) -> ScalarParams:
-        """Grid parameters for the columns w [rows, g] (min/max over each row)."""
+    def fit(self, w: torch.Tensor, importance: torch.Tensor | None = None) -> ScalarParams:
+        """Grid parameters for the columns w [rows, g] (min/max over each row; importance unused)."""
         lo = w.min(dim=1, keepdim=True).values.clamp(max=0)
         hi = w.max(dim=1, keepdim=True).values.clamp(min=0)
         if self.sym:
@@ -45,3 +50,40 @@ class ScalarGrid:
         scale, zero = (p.scale, p.zero) if w.dim() == 2 else (p.scale[:, 0], p.zero[:, 0])
         q = torch.clamp(torch.round(w / scale) + zero, 0, self.maxq)
         return q, scale * (q - zero)
+
+
+@dataclass
+class Codebook:
+    centroids: torch.Tensor  # [K, d]
+
+
+class VectorGrid:
+    """b-bit indices into a k-means codebook of d-dimensional vectors (d = 1 or 2)."""
+
+    def __init__(self, bits: int, dim: int = 1, iters: int = 25, seed: int = 0):
+        if dim not in (1, 2) or not 1 <= bits <= 12:
+            raise ValueError(f"vector grid: dim must be 1 or 2 and bits 1..12, got dim={dim}, bits={bits}")
+        self.bits, self.dim, self.iters, self.seed = bits, dim, iters, seed
+        self.weights: torch.Tensor | None = None  # [cols of the group], set by the caller per group
+
+    def fit(self, w: torch.Tensor, importance: torch.Tensor | None = None) -> Codebook:
+        """k-means over the vectors of w [rows, g] (g a multiple of d), weighted by importance [g]."""
+        rows, g = w.shape
+        x = w.reshape(rows, g // self.dim, self.dim).reshape(-1, self.dim)
+        imp = torch.ones(g, dtype=w.dtype, device=w.device) if importance is None else importance
+        weight = imp.reshape(g // self.dim, self.dim).mean(1).repeat(rows)  # one weight per vector
+        k = min(2**self.bits, x.shape[0])
+        quantiles = torch.linspace(0, 1, k, dtype=w.dtype, device=w.device)
+        order = torch.argsort(x[:, 0])
+        c = x[order[(quantiles * (x.shape[0] - 1)).long()]].clone()  # spread over the range
+        for _ in range(self.iters):
+            assign = torch.cdist(x, c).argmin(1)
+            total = torch.zeros_like(c).index_add_(0, assign, x * weight[:, None])
+            mass = torch.zeros(k, dtype=w.dtype, device=w.device).index_add_(0, assign, weight)
+            c = torch.where(mass[:, None] > 0, total / mass.clamp_min(1e-30)[:, None], c)
+        return Codebook(c)
+
+    def round(self, w: torch.Tensor, book: Codebook) -> tuple[torch.Tensor, torch.Tensor]:
+        """w [rows, d] -> (indices [rows], dequantised [rows, d])."""
+        idx = torch.cdist(w.reshape(-1, self.dim), book.centroids).argmin(1)
+        return idx, book.centroids[idx]
