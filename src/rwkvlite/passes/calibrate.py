@@ -1,0 +1,76 @@
+"""Block-by-block calibration, as GPTQ does it: capture block i's inputs, accumulate the
+Hessian H = 2 X^T X of every linear layer in it, let the caller quantise the block, then
+run the quantised block to produce block i+1's inputs. Only one block's activations (and
+RWKV-7's v_first) are held at a time.
+
+Calibration text: a file, or text the model writes itself from a short seed (data-free).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..model.state import State
+from .gptq import Hessian
+
+
+def calibration_tokens(tokenizer, text: str, n_seq: int, seq_len: int, seed: int = 0) -> torch.Tensor:
+    """n_seq windows of seq_len tokens from evenly spread places in text (deterministic)."""
+    ids = tokenizer.encode(text)
+    if len(ids) < seq_len + 1:
+        raise ValueError(f"calibration text has {len(ids)} tokens, fewer than one window of {seq_len}")
+    starts = torch.linspace(0, len(ids) - seq_len - 1, n_seq).long().tolist()
+    return torch.tensor([ids[s:s + seq_len] for s in starts])
+
+
+@torch.no_grad()
+def self_generated_tokens(model, n_seq: int, seq_len: int, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
+    """Data-free calibration: the model samples n_seq sequences of its own, from token 0."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.zeros(n_seq, seq_len, dtype=torch.long)
+    logits, state = model(tokens[:, :1])
+    for t in range(1, seq_len):
+        probs = torch.softmax(logits[:, -1].float() / temperature, -1)
+        tokens[:, t] = torch.multinomial(probs, 1, generator=g)[:, 0]
+        logits, state = model(tokens[:, t:t + 1], state)
+    return tokens
+
+
+def _run_block(block, config, x, v_first, batch):
+    """Block over x [N, T, C] from an empty state, in batches; returns (outputs, v_first)."""
+    outs, firsts = [], []
+    for i in range(0, x.shape[0], batch):
+        xb = x[i:i + batch]
+        s = State.zeros(config, xb.shape[0], device=xb.device, dtype=xb.dtype)
+        vb = None if v_first is None else v_first[i:i + batch]
+        y, _, _, _, vb = block(xb, s.att_shift[0], s.wkv[0], s.ffn_shift[0], vb)
+        outs.append(y)
+        firsts.append(vb)
+    return torch.cat(outs), (torch.cat(firsts) if firsts[0] is not None else None)
+
+
+@torch.no_grad()
+def quantize_blockwise(model, tokens: torch.Tensor, quantize_layer: Callable[[str, nn.Linear, torch.Tensor], dict],
+                       select: Callable[[str], bool], batch: int = 8, progress=None) -> list[dict]:
+    """Calibrate on `tokens` [N, T] and call quantize_layer(name, linear, H) for every nn.Linear
+    of every block whose full name passes `select`; returns the reports in order."""
+    model.eval()
+    x = model.emb(tokens)
+    v_first, reports = None, []
+    for i, block in enumerate(model.blocks):
+        linears = {f"blocks.{i}.{n}": m for n, m in block.named_modules() if isinstance(m, nn.Linear)
+                   and select(f"blocks.{i}.{n}.weight")}
+        hessians = {n: Hessian(m.in_features, device=x.device) for n, m in linears.items()}
+        hooks = [m.register_forward_pre_hook(lambda mod, inp, n=n: hessians[n].add_batch(inp[0]))
+                 for n, m in linears.items()]
+        _run_block(block, model.config, x, v_first, batch)
+        for h in hooks:
+            h.remove()
+        for name, linear in linears.items():
+            reports.append(quantize_layer(name + ".weight", linear, hessians[name].H))
+        x, v_first = _run_block(block, model.config, x, v_first, batch)  # inputs of the next block
+        if progress:
+            progress(i + 1, len(model.blocks))
+    return reports

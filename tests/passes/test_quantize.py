@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from rwkvlite.model.inspect import group_of
+from rwkvlite.passes.calibrate import self_generated_tokens
+from rwkvlite.passes.quantize import QuantConfig, quantize_model
+
+from ..conftest import make_model
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq", "gptvq", "rwkvquant"])
+def test_quantize_model_reports_and_changes_only_targets(method):
+    model = make_model("7")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tokens = self_generated_tokens(model, n_seq=4, seq_len=32)  # data-free calibration
+    report = quantize_model(model, tokens, QuantConfig(method=method, bits=3, group_size=32, vq_group=32))
+    names = {r["name"] for r in report["layers"]}
+    assert names == {n for n in before if group_of(n) in ("time-mix", "channel-mix")}
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]) == (name not in names), name
+    kinds = {r["kind"] for r in report["layers"]}
+    assert kinds == {"rtn": {"sq"}, "gptq": {"sq"}, "gptvq": {"vq"}}.get(method, kinds)
+    assert all(0 < r["output_error"] < 1 for r in report["layers"])
+    assert 3.0 < report["quantized_bits_per_weight"] < 4.5
+    assert "embedding" in report["kept_16bit"]["groups"] and "lora-like" in report["kept_16bit"]["groups"]
+
+
+def test_sq_rows_use_at_most_2_to_the_bits_levels():
+    model = make_model("5.2")
+    tokens = torch.randint(0, 300, (4, 32), generator=torch.Generator().manual_seed(0))
+    quantize_model(model, tokens, QuantConfig(method="gptq", bits=3, group_size=16))
+    w = model.blocks[1].att.key.weight
+    for row in w[:8]:
+        for g in range(0, w.shape[1], 16):
+            assert len(torch.unique(row[g:g + 16])) <= 8
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="bits must be 2 to 8"):
+        QuantConfig(bits=1)
+    with pytest.raises(ValueError, match="unknown method"):
+        QuantConfig(method="awq")
