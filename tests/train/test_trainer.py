@@ -93,3 +93,17 @@ def test_gradients_match_finite_differences(version):
             numeric = (up - down) / 2e-6
             analytic = p.grad.view(-1)[i].item()
             assert abs(numeric - analytic) <= 1e-5 * max(1.0, abs(numeric)), (name, i, numeric, analytic)
+
+
+@pytest.mark.parametrize("version", ["5.2", "6", "7"])
+def test_reference_init_starts_at_uniform_loss(version):
+    """BlinkDL's init makes the first prediction nearly uniform: loss ~ ln V, head rows of norm 0.5."""
+    import math
+
+    model = reference_init(RWKV(RWKVConfig(version, n_layer=2, n_embd=64, vocab_size=4096, head_size=32)), seed=0)
+    tokens = torch.randint(0, 4096, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, _ = model(tokens)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.roll(-1, 1).flatten()).item()
+    assert abs(loss - math.log(4096)) < 0.3, loss
+    assert abs(model.head.weight.norm(dim=1).mean().item() - 0.5) < 0.01

@@ -21,14 +21,15 @@ ZERO = (".att.output.", ".ffn.value.", ".ffn.receptance.")
 SMALL = (".att.key.", ".att.gate.")
 
 
-def _orthogonal(t: torch.Tensor, gain: float, g: torch.Generator) -> torch.Tensor:
-    """Orthogonal rows or columns (QR of a seeded Gaussian), times gain; [.., n, m] batched."""
+def _orthogonal(t: torch.Tensor, gain: float, g: torch.Generator, stretch: bool = False) -> torch.Tensor:
+    """Orthogonal rows or columns (QR of a seeded Gaussian) times gain, as nn.init.orthogonal_;
+    stretch adds sqrt(rows / cols) for tall matrices (BlinkDL's ortho_init of the LoRA factors)."""
     rows, cols = t.shape[-2:]
     a = torch.randn(*t.shape[:-2], max(rows, cols), min(rows, cols), generator=g, dtype=torch.float64)
     q, r = torch.linalg.qr(a)
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
     q = q if rows >= cols else q.transpose(-1, -2)
-    scale = math.sqrt(rows / cols) if rows > cols else 1.0
+    scale = math.sqrt(rows / cols) if stretch and rows > cols else 1.0
     return (gain * scale * q).to(t.dtype)
 
 
@@ -87,7 +88,7 @@ def reference_init(model: nn.Module, seed: int = 0) -> nn.Module:
         elif local in ("att.w1", "att.a1", "att.v1", "att.g1", "att.time_maa_w1", "att.time_decay_w1"):
             p.zero_() if cfg.version == "7" else p.copy_(torch.rand(p.shape, generator=g) * 2e-4 - 1e-4)
         elif local in ("att.w2", "att.a2", "att.v2", "att.g2"):
-            p.copy_(_orthogonal(p, 0.1, g))
+            p.copy_(_orthogonal(p, 0.1, g, stretch=True))
         elif local in ("att.time_maa_w2", "att.time_decay_w2"):
             p.copy_(torch.rand(p.shape, generator=g) * 2e-4 - 1e-4)
         elif name.endswith(".weight"):

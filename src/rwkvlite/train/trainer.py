@@ -23,6 +23,7 @@ from ..loaders import load_model, resolve_device, save_model
 from ..model import RWKV, RWKVConfig
 from ..tokenizer import load_tokenizer
 from ..utils.io import atomic_path
+from ..utils.paths import expand
 from .config import TrainConfig
 from .data import TokenData
 from .init import reference_init
@@ -30,7 +31,7 @@ from .init import reference_init
 
 def build_model(cfg: TrainConfig) -> RWKV:
     if cfg.init_from:
-        return load_model(cfg.init_from).train()
+        return load_model(expand(cfg.init_from)).train()
     config = RWKVConfig(cfg.version, n_layer=cfg.n_layer, n_embd=cfg.n_embd, vocab_size=cfg.vocab_size,
                         head_size=cfg.head_size, dim_ffn=cfg.dim_ffn)
     return reference_init(RWKV(config), cfg.seed).train()
@@ -141,7 +142,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     """Train a model as `cfg` says; writes checkpoint.pt, model.safetensors, log.json, loss.png in out_dir."""
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    tokenizer = load_tokenizer(cfg.tokenizer)
+    tokenizer = load_tokenizer(expand(cfg.tokenizer))
     data = TokenData(cfg.train_files, tokenizer, cfg.val_fraction)
     model = build_model(cfg).to(device)
     os.makedirs(cfg.out_dir, exist_ok=True)
