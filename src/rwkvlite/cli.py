@@ -48,7 +48,7 @@ def cmd_inspect(args) -> None:
     from .loaders import load_model
     from .model.inspect import summary
 
-    model = load_model(args.model)
+    model = load_model(args.model, dtype=None)  # bytes as stored
     s = summary(model)
     s["source"] = model.source
     if args.json:

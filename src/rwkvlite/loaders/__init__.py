@@ -78,13 +78,14 @@ def load_state_dict(path) -> tuple[RWKVConfig, dict[str, torch.Tensor], dict]:
 def load_model(path, device=None, dtype=torch.float32) -> RWKV:
     """Load any supported RWKV checkpoint as an `RWKV` model in eval mode.
 
-    device: "cpu" (default), "cuda", ...; dtype: the weights' dtype (WKV math stays float32).
+    device: "cpu" (default), "cuda", ...; dtype: the weights' dtype (WKV math stays float32),
+    None to keep the checkpoint's own.
     """
     device = resolve_device(device)
     config, sd, meta = load_state_dict(path)
     with torch.device("meta"):
         model = RWKV(config)
-    model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
+    model.load_state_dict({k: v.to(dtype) if dtype else v for k, v in sd.items()}, strict=True, assign=True)
     model.source = {"path": str(path), **{k: v for k, v in meta.items() if isinstance(v, str)}}
     return model.to(device).eval()
 
