@@ -13,6 +13,7 @@ import os
 from .errors import TokenizerError
 
 WORLD_VOCAB = "rwkv_vocab_v20230424.txt"
+DOC_SEPARATOR = 0  # RWKV models are trained with token 0 between documents
 
 
 class ByteTokenizer:

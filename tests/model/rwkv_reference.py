@@ -8,10 +8,15 @@ import sys
 
 import torch
 
+import os
+
 path, tokens_path, out_path = sys.argv[1:4]
 from rwkv.model import RWKV  # noqa: E402  (environment must be set first)
 
-model = RWKV(path[: -len(".pth")], "cpu fp32") if "RWKV_V7_ON" in __import__("os").environ else RWKV(path, "cpu fp32", verbose=False)
+if os.environ.get("RWKV_V7_ON") == "1":  # the v7 class appends ".pth" itself
+    model = RWKV(path[: -len(".pth")], "cpu fp32")
+else:
+    model = RWKV(path, "cpu fp32", verbose=False)
 tokens = torch.load(tokens_path).tolist()
 with torch.no_grad():
     seq, _ = model.forward(tokens, None, full_output=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -17,9 +18,14 @@ def environment() -> dict:
             "processor": platform.processor(), "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
 
 
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime: float) -> str:
+    return sha256_of(path)  # keyed by size and mtime: one read per file version, not per task
+
+
 def record(model_path: str, task: str, figures: dict, settings: dict) -> dict:
     path = os.fspath(model_path)
-    digest = sha256_of(path) if os.path.isfile(path) else None
+    digest = _digest(path, os.path.getsize(path), os.path.getmtime(path)) if os.path.isfile(path) else None
     size = os.path.getsize(path) if os.path.isfile(path) else None
     return {"model": path, "model_sha256": digest, "model_bytes": size, "task": task, "figures": figures, "settings": settings,
             "environment": environment(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}

@@ -9,6 +9,11 @@ from collections.abc import Iterator
 import torch
 
 
+def kl_divergence(ref_logp: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """KL(reference || candidate) per position from log-probabilities [..., V]."""
+    return (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+
+
 @torch.no_grad()
 def chunk_logprobs(model, tokens: list[int], ctx: int = 512, stateful: bool = True,
                    device=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

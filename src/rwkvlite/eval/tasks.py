@@ -9,9 +9,8 @@ import math
 import torch
 from tqdm import tqdm
 
-from .scoring import chunk_logprobs, continuation
-
-BOS = 0  # RWKV models are trained with token 0 between documents
+from ..tokenizer import DOC_SEPARATOR as BOS
+from .scoring import chunk_logprobs, continuation, kl_divergence
 
 
 def perplexity(model, tokenizer, text: str, ctx: int = 512, stateful: bool = True, limit: int | None = None,
@@ -84,7 +83,7 @@ def fidelity(reference, candidate, tokenizer, text: str, ctx: int = 512, limit: 
     pairs = zip(chunk_logprobs(reference, tokens, ctx), chunk_logprobs(candidate, tokens, ctx))
     bar = tqdm(total=len(tokens) - 1, desc="fidelity", unit="tok", disable=not progress, leave=False)
     for (lp_ref, targets), (lp_cand, _) in pairs:
-        kl += (lp_ref.exp() * (lp_ref - lp_cand)).sum(-1).clamp_min(0).double().sum().item()
+        kl += kl_divergence(lp_ref, lp_cand).clamp_min(0).double().sum().item()
         agree += (lp_ref.argmax(-1) == lp_cand.argmax(-1)).sum().item()
         nll_ref -= lp_ref.gather(1, targets[:, None]).double().sum().item()
         nll_cand -= lp_cand.gather(1, targets[:, None]).double().sum().item()

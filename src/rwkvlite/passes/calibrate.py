@@ -16,7 +16,7 @@ from ..model.state import State
 from .gptq import Hessian
 
 
-def calibration_tokens(tokenizer, text: str, n_seq: int, seq_len: int, seed: int = 0) -> torch.Tensor:
+def calibration_tokens(tokenizer, text: str, n_seq: int, seq_len: int) -> torch.Tensor:
     """n_seq windows of seq_len tokens from evenly spread places in text (deterministic)."""
     ids = tokenizer.encode(text)
     if len(ids) < seq_len + 1:

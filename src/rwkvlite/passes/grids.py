@@ -60,11 +60,10 @@ class Codebook:
 class VectorGrid:
     """b-bit indices into a k-means codebook of d-dimensional vectors (d = 1 or 2)."""
 
-    def __init__(self, bits: int, dim: int = 1, iters: int = 25, seed: int = 0):
+    def __init__(self, bits: int, dim: int = 1, iters: int = 25):
         if dim not in (1, 2) or not 1 <= bits <= 12:
             raise ValueError(f"vector grid: dim must be 1 or 2 and bits 1..12, got dim={dim}, bits={bits}")
-        self.bits, self.dim, self.iters, self.seed = bits, dim, iters, seed
-        self.weights: torch.Tensor | None = None  # [cols of the group], set by the caller per group
+        self.bits, self.dim, self.iters = bits, dim, iters  # k-means starts from quantiles: deterministic
 
     def fit(self, w: torch.Tensor, importance: torch.Tensor | None = None) -> Codebook:
         """k-means over the vectors of w [rows, g] (g a multiple of d), weighted by importance [g]."""

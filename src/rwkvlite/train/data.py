@@ -8,9 +8,8 @@ from __future__ import annotations
 import torch
 
 from ..eval.data import read_text
+from ..tokenizer import DOC_SEPARATOR as SEPARATOR
 from ..utils.paths import expand
-
-SEPARATOR = 0  # between documents, as RWKV models are trained
 
 
 class TokenData:

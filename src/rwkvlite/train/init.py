@@ -70,11 +70,12 @@ def reference_init(model: nn.Module, seed: int = 0) -> nn.Module:
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
     C, N, V = cfg.n_embd, cfg.head_size, cfg.vocab_size
+    tables = [_vectors(cfg, layer, C, N) for layer in range(cfg.n_layer)]
     for name, p in model.named_parameters():
         parts = name.split(".")
         layer = int(parts[1]) if parts[0] == "blocks" else -1
         local = ".".join(parts[2:]) if layer >= 0 else name
-        table = _vectors(cfg, layer, C, N) if layer >= 0 else {}
+        table = tables[layer] if layer >= 0 else {}
         if local in table:
             p.copy_(table[local].reshape(p.shape))
         elif name == "emb.weight":

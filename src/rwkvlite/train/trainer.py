@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..eval.scoring import kl_divergence
 from ..loaders import load_model, resolve_device, save_model
 from ..model import RWKV, RWKVConfig
 from ..tokenizer import load_tokenizer
@@ -68,7 +69,7 @@ def kl_to(teacher):
         with torch.no_grad():
             ref = torch.log_softmax(teacher(inputs)[0].float(), -1)
         out = torch.log_softmax(student(inputs)[0].float(), -1)
-        return (ref.exp() * (ref - out)).sum(-1).mean()
+        return kl_divergence(ref, out).mean()
     return loss
 
 
