@@ -161,6 +161,40 @@ def cmd_train(args) -> None:
           f"(unigram entropy {log['unigram_entropy']:.3f}); model in {cfg.out_dir}/model.safetensors")
 
 
+def print_quant_report(report: dict, out=sys.stdout) -> None:
+    """The per-matrix report as a table, then the file's own accounting."""
+    print(f"{'tensor':<32} {'shape':>12} {'kind':>11} {'P_coarse':>9} {'P_fine':>10} {'bits/w':>7} {'out err':>8}",
+          file=out)
+    for r in report["layers"] + report["mix_vectors"]:
+        shape = "x".join(map(str, r["shape"]))
+        pc, pf = (f"{r['coarse_proxy']:.4f}", f"{r['fine_proxy']:.4g}") if "coarse_proxy" in r else ("-", "-")
+        print(f"{r['name']:<32} {shape:>12} {r['kind']:>11} {pc:>9} {pf:>10} {r['bits_per_weight']:>7.3f} "
+              f"{r['output_error']:>8.4f}", file=out)
+    f = report["file"]
+    print(f"matrices: {len(report['layers'])} ({report['sq_share']:.0%} SQ), {report['quantized_bits_per_weight']:.3f} "
+          f"bits/weight counting codes, scales, zeros and codebooks; thresholds {report['thresholds']}", file=out)
+    kept = report["kept_16bit"]
+    print(f"kept 16-bit: {kept['params']:,} params ({', '.join(kept['groups'])}); file {_fmt_bytes(f['file_bytes'])}, "
+          f"{f['bits_per_weight']:.3f} bits/weight over all {f['weights']:,} weights; {report['seconds']:.1f} s",
+          file=out)
+
+
+def cmd_quantize(args) -> None:
+    from .compress import check_config, quantize
+    from .eval.results import write_json
+
+    cfg = check_config(method=args.method, bits=args.bits, group_size=args.group_size, vq_dim=args.vq_dim,
+                       vq_group=args.vq_group, sq_share=args.sq_share, act_order=args.act_order,
+                       mix_bits=args.mix_bits, quantize_head=args.quantize_head,
+                       quantize_embedding=args.quantize_embedding)
+    report = quantize(args.model, args.out, cfg, calibration=args.calibration, n_seq=args.calib_seqs,
+                      seq_len=args.calib_len, tokenizer=args.tokenizer, device=args.device)
+    print_quant_report(report)
+    print(f"wrote {args.out}")
+    if args.report:
+        write_json(report, args.report)
+
+
 def vars_of(args, *names) -> dict:
     return {n: getattr(args, n) for n in names}
 
@@ -219,6 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--no-resume", dest="no_resume", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("quantize", help="post-training quantisation to one compressed file")
+    p.add_argument("model")
+    p.add_argument("-o", "--out", required=True, help="the compressed file to write")
+    p.add_argument("--method", default="rwkvquant", help="rtn, gptq, gptvq or rwkvquant (the proxy-guided hybrid)")
+    p.add_argument("--bits", type=int, default=3, help="bits per weight of the codes, 2 to 8")
+    p.add_argument("--group-size", dest="group_size", type=int, default=128, help="SQ: input columns per scale")
+    p.add_argument("--vq-dim", dest="vq_dim", type=int, default=2, help="VQ: weights per codebook vector (1 or 2)")
+    p.add_argument("--vq-group", dest="vq_group", type=int, default=256, help="VQ: input columns per codebook")
+    p.add_argument("--sq-share", dest="sq_share", type=float, default=0.9, help="rwkvquant: target share of SQ")
+    p.add_argument("--act-order", dest="act_order", action="store_true", help="GPTQ: columns by Hessian diagonal")
+    p.add_argument("--mix-bits", dest="mix_bits", type=int, default=4, help="mix-vector codebook bits, 0 keeps 16-bit")
+    p.add_argument("--quantize-head", dest="quantize_head", action="store_true")
+    p.add_argument("--quantize-embedding", dest="quantize_embedding", action="store_true")
+    p.add_argument("--calibration", default="self", help="a text file, or 'self' (the model writes its own)")
+    p.add_argument("--calib-seqs", dest="calib_seqs", type=int, default=32)
+    p.add_argument("--calib-len", dest="calib_len", type=int, default=256)
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--report", default=None, help="write the report as JSON here")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_quantize)
     p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
     p.add_argument("--prompt", default="\nROMEO:")
     _add_sampling(p)

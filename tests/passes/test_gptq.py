@@ -6,12 +6,13 @@ from rwkvlite.passes.grids import ScalarGrid
 
 
 def plain_rtn(W, bits, group):
-    """Round-to-nearest written directly: per row and group, min/max grid through zero."""
+    """Round-to-nearest written directly: per row and group, min/max grid through zero, with
+    the scale stored in float16."""
     out = torch.empty_like(W)
     for g in range(0, W.shape[1], group):
         w = W[:, g:g + group]
         lo, hi = w.min(1, keepdim=True).values.clamp(max=0), w.max(1, keepdim=True).values.clamp(min=0)
-        scale = (hi - lo) / (2**bits - 1)
+        scale = ((hi - lo) / (2**bits - 1)).half().double()
         zero = torch.round(-lo / scale)
         out[:, g:g + group] = scale * (torch.clamp(torch.round(w / scale) + zero, 0, 2**bits - 1) - zero)
     return out

@@ -12,6 +12,7 @@ from dataclasses import replace
 import torch
 from safetensors.torch import save_file
 
+from .. import format as compressed
 from ..errors import CheckpointError, RWKVLiteError, UnknownArchitectureError
 from ..model import RWKV, RWKVConfig
 from ..utils.io import atomic_path
@@ -52,8 +53,22 @@ def conform(sd: dict[str, torch.Tensor], config: RWKVConfig, source: str) -> dic
     return out
 
 
+def load_compressed(path, verify: bool = True) -> tuple[RWKVConfig, dict[str, torch.Tensor], dict]:
+    """An rwkvlite compressed file, every tensor decoded (the evaluation path)."""
+    manifest, tensors = compressed.load(path, verify=verify)
+    try:
+        config = RWKVConfig.from_dict(manifest["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: compressed file with a bad config ({e})") from None
+    sd = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    meta = {"format": compressed.FORMAT_NAME, "tokenizer": manifest.get("tokenizer"), "manifest": manifest}
+    return config, conform(sd, config, str(path)), meta
+
+
 def load_state_dict(path) -> tuple[RWKVConfig, dict[str, torch.Tensor], dict]:
     """Any supported checkpoint -> (config, canonical state dict, metadata about the source)."""
+    if compressed.is_compressed(path):
+        return load_compressed(path)
     raw, meta = read_tensors(path)
     if not raw or not all(isinstance(k, str) for k in raw):
         raise CheckpointError(f"{path}: no named tensors in the file")

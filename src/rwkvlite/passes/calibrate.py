@@ -55,7 +55,8 @@ def _run_block(block, config, x, v_first, batch):
 def quantize_blockwise(model, tokens: torch.Tensor, quantize_layer: Callable[[str, nn.Linear, torch.Tensor], dict],
                        select: Callable[[str], bool], batch: int = 8, progress=None) -> list[dict]:
     """Calibrate on `tokens` [N, T] and call quantize_layer(name, linear, H) for every nn.Linear
-    of every block whose full name passes `select`; returns the reports in order."""
+    of every block (then the head) whose weight's full name passes `select`; returns the
+    reports in order."""
     model.eval()
     x = model.emb(tokens)
     v_first, reports = None, []
@@ -73,4 +74,8 @@ def quantize_blockwise(model, tokens: torch.Tensor, quantize_layer: Callable[[st
         x, v_first = _run_block(block, model.config, x, v_first, batch)  # inputs of the next block
         if progress:
             progress(i + 1, len(model.blocks))
+    if select("head.weight"):  # the head sees ln_out of the last block's (quantised) outputs
+        hessian = Hessian(model.head.in_features, device=x.device)
+        hessian.add_batch(model.ln_out(x))
+        reports.append(quantize_layer("head.weight", model.head, hessian.H))
     return reports

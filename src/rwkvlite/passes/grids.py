@@ -5,6 +5,7 @@ Scalar grid (b bits, per row and group of input columns), as in the reference GP
   asymmetric  scale = (max - min) / (2^b - 1), zero = round(-min / scale)
   symmetric   scale = 2 max|w| / (2^b - 1),    zero = (2^b - 1 + 1) / 2  (= 2^(b-1))
   q = clamp(round(w / scale) + zero, 0, 2^b - 1);  w' = scale (q - zero)
+The scale is rounded to float16 and the zero is a b-bit integer: what the file stores.
 Worked example, 2 bits asymmetric, row [-1, 0, 0.4, 2]: scale = 3/3 = 1, zero = 1,
 q = [0, 1, 1, 3], w' = [-1, 0, 0, 2].
 
@@ -12,6 +13,8 @@ Vector grid (GPTVQ, van Baalen et al. 2024, arXiv 2402.15319): d consecutive inp
 columns of a row form a vector; one codebook of 2^b centroids (each d values) per group
 of columns, fitted by k-means weighted by the Hessian diagonal (columns with more input
 energy count more); a vector becomes the index of its nearest centroid, b/d bits per weight.
+Centroids are stored as int8 times one float16 scale per codebook, and rounding uses
+exactly those stored values.
 """
 from __future__ import annotations
 
@@ -41,9 +44,9 @@ class ScalarGrid:
             lo = -hi
         empty = (hi - lo) == 0
         lo, hi = torch.where(empty, -torch.ones_like(lo), lo), torch.where(empty, torch.ones_like(hi), hi)
-        scale = (hi - lo) / self.maxq
+        scale = ((hi - lo) / self.maxq).to(torch.float16).clamp_min(torch.finfo(torch.float16).tiny).to(w.dtype)
         zero = torch.full_like(scale, (self.maxq + 1) / 2) if self.sym else torch.round(-lo / scale)
-        return ScalarParams(scale, zero)
+        return ScalarParams(scale, zero.clamp(0, self.maxq))
 
     def round(self, w: torch.Tensor, p: ScalarParams) -> tuple[torch.Tensor, torch.Tensor]:
         """One column w [rows] (or several [rows, k]) -> (integer codes, dequantised values)."""
@@ -54,7 +57,16 @@ class ScalarGrid:
 
 @dataclass
 class Codebook:
-    centroids: torch.Tensor  # [K, d]
+    centroids: torch.Tensor  # [K, d], = codes * scale exactly
+    codes: torch.Tensor  # int8 [K, d]
+    scale: float  # a float16 value
+
+
+def int8_codebook(c: torch.Tensor) -> Codebook:
+    """Round centroids to int8 x one float16 scale (the stored form)."""
+    scale = float(torch.tensor(float(c.abs().max()) / 127 or 1.0).half().clamp_min(torch.finfo(torch.float16).tiny))
+    codes = torch.round(c / scale).clamp(-127, 127)
+    return Codebook(codes * scale, codes.to(torch.int8), scale)
 
 
 class VectorGrid:
@@ -80,7 +92,7 @@ class VectorGrid:
             total = torch.zeros_like(c).index_add_(0, assign, x * weight[:, None])
             mass = torch.zeros(k, dtype=w.dtype, device=w.device).index_add_(0, assign, weight)
             c = torch.where(mass[:, None] > 0, total / mass.clamp_min(1e-30)[:, None], c)
-        return Codebook(c)
+        return int8_codebook(c)
 
     def round(self, w: torch.Tensor, book: Codebook) -> tuple[torch.Tensor, torch.Tensor]:
         """w [rows, d] -> (indices [rows], dequantised [rows, d])."""

@@ -1,0 +1,72 @@
+"""The compressed-model file (see container.py for the layout, encodings.py for tensors).
+
+numpy only, so the lean runtime can read it without PyTorch.
+
+>>> save("m.rwkvlite", config, tensors, encoded={"blocks.0.att.key.weight": (entry, arrays)})  # doctest: +SKIP
+>>> manifest, tensors = load("m.rwkvlite")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import container
+from .container import FORMAT_NAME, FORMAT_VERSION, is_compressed
+from .encodings import decode, encode_dense, stored_bytes
+
+
+def save(path, config: dict, tensors: dict[str, np.ndarray], encoded: dict[str, tuple[dict, dict]] | None = None,
+         *, dense_dtype: str = "float16", tokenizer: str | None = None, recipe: dict | None = None,
+         report: dict | None = None) -> dict:
+    """Write every tensor: those in `encoded` as given, the rest dense in dense_dtype.
+    Returns the manifest written (with per-tensor stored bytes and bits per weight)."""
+    encoded = dict(encoded or {})
+    entries, arrays = {}, {}
+    for name, value in tensors.items():
+        entry, parts = encoded.pop(name) if name in encoded else encode_dense(np.asarray(value), dense_dtype)
+        numel = int(np.prod(entry["shape"]))
+        nbytes = stored_bytes(parts)
+        entries[name] = {**entry, "arrays": {role: f"{name}:{role}" for role in parts},
+                         "bytes": nbytes, "bits_per_weight": 8 * nbytes / max(numel, 1)}
+        arrays.update({f"{name}:{role}": a for role, a in parts.items()})
+    if encoded:
+        raise ValueError(f"encodings given for tensors the model does not have: {sorted(encoded)[:5]}")
+    manifest = {"config": config, "tokenizer": tokenizer, "tensors": entries, "recipe": recipe or {},
+                "report": report or {}}
+    container.write(path, manifest, arrays)
+    return manifest
+
+
+def load(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+    """(manifest, every tensor decoded to float32)."""
+    manifest, arrays = container.read(path, verify=verify)
+    out = {}
+    for name, entry in manifest["tensors"].items():
+        out[name] = decode(entry, {role: arrays[key] for role, key in entry["arrays"].items()})
+    return manifest, out
+
+
+def size_report(path) -> dict:
+    """Bytes and bits per weight from the file itself: per encoding and overall."""
+    manifest, arrays = container.read(path, verify=False)
+    file_bytes = os.path.getsize(path)
+    by_enc: dict[str, dict] = {}
+    for entry in manifest["tensors"].values():
+        key = entry["enc"] if entry["enc"] != "dense" else f"dense-{entry['dtype']}"
+        slot = by_enc.setdefault(key, {"tensors": 0, "weights": 0, "bytes": 0})
+        slot["tensors"] += 1
+        slot["weights"] += int(np.prod(entry["shape"]))
+        slot["bytes"] += sum(arrays[k].nbytes for k in entry["arrays"].values())
+    for slot in by_enc.values():
+        slot["bits_per_weight"] = 8 * slot["bytes"] / max(slot["weights"], 1)
+    weights = sum(s["weights"] for s in by_enc.values())
+    data = sum(s["bytes"] for s in by_enc.values())
+    quant = [s for k, s in by_enc.items() if not k.startswith("dense")]
+    qw, qb = sum(s["weights"] for s in quant), sum(s["bytes"] for s in quant)
+    return {"file_bytes": file_bytes, "header_bytes": file_bytes - data, "weights": weights,
+            "bits_per_weight": 8 * file_bytes / max(weights, 1),
+            "quantized_bits_per_weight": 8 * qb / qw if qw else None, "by_encoding": by_enc}
+
+
+__all__ = ["save", "load", "size_report", "is_compressed", "FORMAT_NAME", "FORMAT_VERSION"]

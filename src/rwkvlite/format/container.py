@@ -1,0 +1,124 @@
+"""The compressed-model file: one safetensors file whose header metadata holds a JSON
+manifest, so any safetensors reader can list its arrays, and ours can memory-map them.
+
+  metadata["format"]          "rwkvlite-compressed"
+  metadata["format_version"]  FORMAT_VERSION; readers refuse any other
+  metadata["manifest"]        JSON: config, tokenizer, tensors (name -> encoding entry with
+                              its array keys), recipe, report, data_crc32
+  metadata["manifest_crc32"]  CRC-32 of the manifest text
+
+Arrays are written by the safetensors library (each aligned to its dtype's size). Reading
+parses the 8-byte length + JSON header directly and maps the data with numpy.memmap, so
+the lean runtime needs neither PyTorch nor a copy of the weights. A flipped byte in the
+data fails data_crc32; in the manifest, manifest_crc32; elsewhere in the header, JSON or
+layout checks; a short file, the layout check.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from ..errors import CheckpointError
+from ..utils.io import atomic_path
+
+FORMAT_NAME = "rwkvlite-compressed"
+FORMAT_VERSION = "1"
+ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
+             "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16}
+
+
+def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 24) -> int:
+    """CRC-32 of bytes [start, end), read in chunks (page cache, not this process's memory)."""
+    crc = 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            block = f.read(min(chunk, left))
+            if not block:
+                break
+            crc = zlib.crc32(block, crc)
+            left -= len(block)
+    return crc
+
+
+def write(path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically write arrays + manifest; the data checksum is added to the manifest."""
+    from safetensors.numpy import save_file
+
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    with atomic_path(path) as tmp:
+        for _ in range(2):  # pass 1 learns the data CRC, pass 2 writes it into the manifest
+            text = json.dumps(manifest, sort_keys=True)
+            save_file(arrays, tmp, metadata={"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                                             "manifest": text, "manifest_crc32": str(zlib.crc32(text.encode()))})
+            start, _ = _header(tmp)
+            manifest = {**manifest, "data_crc32": crc32_of_file(tmp, start, os.path.getsize(tmp))}
+
+
+def _header(path: str) -> tuple[int, dict]:
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: truncated compressed file (no header)")
+        n = struct.unpack("<Q", head)[0]
+        if n > min(size - 8, 100_000_000):
+            raise CheckpointError(f"{path}: truncated or corrupt compressed file (header of {n} bytes)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CheckpointError(f"{path}: corrupt compressed file (header is not JSON)") from None
+    return 8 + n, header
+
+
+def is_compressed(path) -> bool:
+    try:
+        _, header = _header(os.fspath(path))
+    except (CheckpointError, OSError, struct.error):
+        return False
+    return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == FORMAT_NAME
+
+
+def read(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+    """(manifest, {key: read-only memory-mapped array}); raises CheckpointError on any damage."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    start, header = _header(path)
+    meta = header.pop("__metadata__", None) or {}
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path}: not an rwkvlite compressed file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: compressed-file version {meta.get('format_version')!r} is not supported "
+                              f"(this rwkvlite reads version {FORMAT_VERSION}); upgrade rwkvlite or re-compress")
+    text = meta.get("manifest", "")
+    if str(zlib.crc32(text.encode())) != meta.get("manifest_crc32"):
+        raise CheckpointError(f"{path}: corrupt compressed file (manifest checksum mismatch)")
+    manifest = json.loads(text)
+    size = os.path.getsize(path)
+    spans = sorted((tuple(info["data_offsets"]), key) for key, info in header.items())
+    expected = 0
+    for (a, b), key in spans:
+        if a != expected or b < a:
+            raise CheckpointError(f"{path}: corrupt compressed file (array '{key}' at bad offsets)")
+        expected = b
+    if start + expected != size:
+        raise CheckpointError(f"{path}: truncated or corrupt compressed file: {size} bytes, "
+                              f"the header describes {start + expected}")
+    if verify and crc32_of_file(path, start, size) != manifest.get("data_crc32"):
+        raise CheckpointError(f"{path}: corrupt compressed file (data checksum mismatch)")
+    arrays = {}
+    if expected:
+        data = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(expected,))
+        for key, info in header.items():
+            dtype = ST_DTYPES.get(info.get("dtype"))
+            if dtype is None:
+                raise CheckpointError(f"{path}: array '{key}' has unsupported dtype {info.get('dtype')!r}")
+            a, b = info["data_offsets"]
+            arrays[key] = data[a:b].view(dtype).reshape(info["shape"])
+    return manifest, arrays
