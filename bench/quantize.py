@@ -53,9 +53,9 @@ def vq_group_matching_sq(rows: int, bits: int, group_size: int, dim: int = 2) ->
 
 def evaluate(path, original, tok, text, lambada_items) -> dict:
     model = load_model(path)
-    ppl = ev.perplexity(model, tok, text, ctx=512)
+    ppl = ev.perplexity(model, tok, text, ctx=512, progress=False)
     lam = ev.lambada(model, tok, lambada_items, progress=False)
-    fid = ev.fidelity(original, model, tok, text, ctx=512)
+    fid = ev.fidelity(original, model, tok, text, ctx=512, progress=False)
     return {"bits_per_byte": ppl["bits_per_byte"], "ppl": ppl["ppl"], "lambada_acc": lam["accuracy"],
             "lambada_ppl": lam["ppl"], "kl": fid["kl_mean"], "top1": fid["top1_agreement"]}
 

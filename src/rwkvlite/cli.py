@@ -195,6 +195,23 @@ def cmd_quantize(args) -> None:
         write_json(report, args.report)
 
 
+def cmd_compress(args) -> None:
+    from .eval.results import write_json
+    from .recipes import compress
+
+    report = compress(args.model, args.out, args.recipe, calibration=args.calibration, n_seq=args.calib_seqs,
+                      seq_len=args.calib_len, tokenizer=args.tokenizer, device=args.device)
+    for r in report["passes"]:
+        figures = {k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        print(f"{r['pass']:<14} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in figures.items()))
+    f = report["file"]
+    print(f"wrote {args.out}: {_fmt_bytes(f['file_bytes'])}, {f['bits_per_weight']:.3f} bits/weight over "
+          f"{f['weights']:,} weights")
+    if args.report:
+        write_json(report, args.report)
+
+
 def vars_of(args, *names) -> dict:
     return {n: getattr(args, n) for n in names}
 
@@ -273,6 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="write the report as JSON here")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_quantize)
+    p = sub.add_parser("compress", help="run a compression recipe (preset or JSON file) into one file")
+    p.add_argument("model")
+    p.add_argument("-o", "--out", required=True)
+    p.add_argument("--recipe", default="lite", help="int8, int4, rwkvquant, lite, lite-int8, lite-int4, or a JSON file")
+    p.add_argument("--calibration", default="self", help="a text file (needed by 'recover'), or 'self'")
+    p.add_argument("--calib-seqs", dest="calib_seqs", type=int, default=32)
+    p.add_argument("--calib-len", dest="calib_len", type=int, default=256)
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--report", default=None, help="write the report as JSON here")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_compress)
     p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
     p.add_argument("--prompt", default="\nROMEO:")
     _add_sampling(p)

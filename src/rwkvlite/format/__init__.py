@@ -13,18 +13,26 @@ import numpy as np
 
 from . import container
 from .container import FORMAT_NAME, FORMAT_VERSION, is_compressed
-from .encodings import decode, encode_dense, stored_bytes
+from .encodings import decode, encode_dense, encode_int, stored_bytes
 
 
 def save(path, config: dict, tensors: dict[str, np.ndarray], encoded: dict[str, tuple[dict, dict]] | None = None,
          *, dense_dtype: str = "float16", tokenizer: str | None = None, recipe: dict | None = None,
-         report: dict | None = None) -> dict:
-    """Write every tensor: those in `encoded` as given, the rest dense in dense_dtype.
+         report: dict | None = None, structure: dict | None = None) -> dict:
+    """Write every tensor: those in `encoded` as given, integers packed, the rest dense in
+    dense_dtype. `structure` records the passes that changed the model's modules
+    ({pass name: spec}), so a reader can rebuild them before loading the weights.
     Returns the manifest written (with per-tensor stored bytes and bits per weight)."""
     encoded = dict(encoded or {})
     entries, arrays = {}, {}
     for name, value in tensors.items():
-        entry, parts = encoded.pop(name) if name in encoded else encode_dense(np.asarray(value), dense_dtype)
+        value = np.asarray(value)
+        if name in encoded:
+            entry, parts = encoded.pop(name)
+        elif np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_:
+            entry, parts = encode_int(value)
+        else:
+            entry, parts = encode_dense(value, dense_dtype)
         numel = int(np.prod(entry["shape"]))
         nbytes = stored_bytes(parts)
         entries[name] = {**entry, "arrays": {role: f"{name}:{role}" for role in parts},
@@ -33,13 +41,13 @@ def save(path, config: dict, tensors: dict[str, np.ndarray], encoded: dict[str, 
     if encoded:
         raise ValueError(f"encodings given for tensors the model does not have: {sorted(encoded)[:5]}")
     manifest = {"config": config, "tokenizer": tokenizer, "tensors": entries, "recipe": recipe or {},
-                "report": report or {}}
+                "report": report or {}, "structure": structure or {}}
     container.write(path, manifest, arrays)
     return manifest
 
 
 def load(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
-    """(manifest, every tensor decoded to float32)."""
+    """(manifest, every tensor decoded: float32, integers in their own dtype)."""
     manifest, arrays = container.read(path, verify=verify)
     out = {}
     for name, entry in manifest["tensors"].items():

@@ -9,6 +9,8 @@
          the index of one of 2^b centroids (b/d bits per weight); centroids int8 x fp16 scale
                                                       arrays: q (packed b bits [rows, cols/d]),
                                                               codebook (int8 [groups, 2^b, d]), codebook_scale (fp16 [groups])
+  int    integers as b-bit codes: v = step * code - offset (1-bit signs: step 2, offset 1)
+                                                      arrays: q (packed b bits, one row)
 A 1-D tensor (e.g. a token-shift mix vector [1, 1, C]) is encoded as one row [1, C].
 Every encoding decodes in float64 and rounds once to float32, so the file reproduces the
 fake-quantised model bit for bit.
@@ -43,6 +45,19 @@ def encode_dense(values: np.ndarray, dtype: str = "float16") -> tuple[dict, dict
     return {"enc": "dense", "dtype": dtype, "shape": list(values.shape)}, {"values": stored}
 
 
+def encode_int(values: np.ndarray, step: int = 1) -> tuple[dict, dict]:
+    """Integer tensor (cluster ids, sign bits, ...) with the fewest bits that hold it."""
+    v = np.asarray(values).astype(np.int64)
+    lo = int(v.min()) if v.size else 0
+    codes = (v - lo) // step
+    if v.size and not np.array_equal(codes * step + lo, v):
+        raise ValueError(f"values are not on a grid of step {step}")
+    bits = max(1, int(codes.max()).bit_length() if v.size else 1)
+    return ({"enc": "int", "shape": list(v.shape), "bits": bits, "step": step, "offset": -lo,
+             "dtype": str(np.asarray(values).dtype)},
+            {"q": bitpack.pack(codes.reshape(1, -1), bits)})
+
+
 def encode_sq(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int, group_size: int,
               shape, perm: np.ndarray | None = None) -> tuple[dict, dict]:
     rows, cols = matrix_shape(shape)
@@ -68,13 +83,17 @@ def encode_vq(codes: np.ndarray, codebook: np.ndarray, codebook_scale: np.ndarra
 
 
 def decode(entry: dict, arrays: dict) -> np.ndarray:
-    """The float32 tensor an entry and its arrays stand for."""
+    """The tensor an entry and its arrays stand for: float32, or the integer dtype of an int entry."""
     shape, enc = tuple(entry["shape"]), entry["enc"]
     if enc == "dense":
         v = np.asarray(arrays["values"])
         if entry["dtype"] == "bfloat16":
             v = (v.astype(np.uint32) << 16).view(np.float32)
         return v.astype(np.float32).reshape(shape)
+    if enc == "int":
+        n = int(np.prod(shape))
+        codes = bitpack.unpack(arrays["q"], entry["bits"], n)
+        return (codes * entry["step"] - entry["offset"]).astype(entry["dtype"]).reshape(shape)
     rows, cols = matrix_shape(shape)
     g = entry["group_size"]
     if enc == "sq":

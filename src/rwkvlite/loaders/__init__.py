@@ -24,14 +24,28 @@ FORMAT_NAME = "rwkvlite-model"
 FORMAT_VERSION = "1"
 
 
-def canonical_shapes(config: RWKVConfig) -> dict[str, torch.Size]:
+def build_model(config: RWKVConfig, structure: dict | None = None) -> RWKV:
+    """An RWKV model with the modules a compressed file's structure specs describe."""
+    model = RWKV(config)
+    if structure:
+        from ..passes import restructure
+
+        try:
+            restructure(model, structure)
+        except (ValueError, KeyError, AttributeError, TypeError) as e:
+            raise CheckpointError(f"cannot rebuild the compressed model's structure: {e}") from None
+    return model
+
+
+def canonical_shapes(config: RWKVConfig, structure: dict | None = None) -> dict[str, torch.Size]:
     with torch.device("meta"):
-        return {k: v.shape for k, v in RWKV(config).state_dict().items()}
+        return {k: v.shape for k, v in build_model(config, structure).state_dict().items()}
 
 
-def conform(sd: dict[str, torch.Tensor], config: RWKVConfig, source: str) -> dict[str, torch.Tensor]:
+def conform(sd: dict[str, torch.Tensor], config: RWKVConfig, source: str,
+            structure: dict | None = None) -> dict[str, torch.Tensor]:
     """Check key sets and reshape every tensor to its canonical shape (sizes must agree exactly)."""
-    shapes = canonical_shapes(config)
+    shapes = canonical_shapes(config, structure)
     missing = sorted(set(shapes) - set(sd))
     unexpected = sorted(set(sd) - set(shapes))
     if missing or unexpected:
@@ -61,8 +75,9 @@ def load_compressed(path, verify: bool = True) -> tuple[RWKVConfig, dict[str, to
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: compressed file with a bad config ({e})") from None
     sd = {k: torch.from_numpy(v) for k, v in tensors.items()}
-    meta = {"format": compressed.FORMAT_NAME, "tokenizer": manifest.get("tokenizer"), "manifest": manifest}
-    return config, conform(sd, config, str(path)), meta
+    meta = {"format": compressed.FORMAT_NAME, "tokenizer": manifest.get("tokenizer"), "manifest": manifest,
+            "structure": manifest.get("structure") or {}}
+    return config, conform(sd, config, str(path), meta["structure"]), meta
 
 
 def load_state_dict(path) -> tuple[RWKVConfig, dict[str, torch.Tensor], dict]:
@@ -99,8 +114,9 @@ def load_model(path, device=None, dtype=torch.float32) -> RWKV:
     device = resolve_device(device)
     config, sd, meta = load_state_dict(path)
     with torch.device("meta"):
-        model = RWKV(config)
-    model.load_state_dict({k: v.to(dtype) if dtype else v for k, v in sd.items()}, strict=True, assign=True)
+        model = build_model(config, meta.get("structure"))
+    model.load_state_dict({k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in sd.items()},
+                          strict=True, assign=True)
     model.source = {"path": str(path), **{k: v for k, v in meta.items() if isinstance(v, str)}}
     return model.to(device).eval()
 

@@ -9,8 +9,9 @@ GROUPS = ("embedding", "head", "time-mix", "channel-mix", "lora-like", "other")
 
 # Small low-rank matrices inside the time-mix: v6's token-shift and decay LoRAs, v7's w/a/v/g.
 LORA_LIKE = re.compile(r"\.att\.(time_maa_w[12]|time_decay_w[12]|[wavg][12])$")
-TIME_MIX_MATRIX = re.compile(r"\.att\.(receptance|key|value|gate|output)\.weight$")
-CHANNEL_MIX_MATRIX = re.compile(r"\.ffn\.(receptance|key|value)\.weight$")
+# .weight, or the factors / diagonal of a low-rank projection (passes/lowrank.py)
+TIME_MIX_MATRIX = re.compile(r"\.att\.(receptance|key|value|gate|output)\.(weight|w1|w2|diag)$")
+CHANNEL_MIX_MATRIX = re.compile(r"\.ffn\.(receptance|key|value)\.(weight|w1|w2|diag)$")
 
 
 def group_of(name: str) -> str:

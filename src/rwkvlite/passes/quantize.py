@@ -205,3 +205,30 @@ def quantize_model(model, tokens: torch.Tensor, cfg: QuantConfig, progress=None)
             "kept_16bit": {"params": sum(kept.values()), "groups": sorted({group_of(n) for n in kept})},
             "sq_share": sum(r["kind"] == "sq" for r in layers) / len(layers),
             "seconds": time.perf_counter() - start}, encoded
+
+
+def is_plain_matrix(name: str, p: torch.Tensor) -> bool:
+    """Weights the recipes' INT8/INT4 step rounds: floating 2-D tensors with both sides >= 16
+    (every projection, LoRA, low-rank factor, predictor, scorer, embedding and head)."""
+    return p.is_floating_point() and p.dim() == 2 and min(p.shape) >= 16
+
+
+@torch.no_grad()
+def round_to_nearest(model, bits: int = 8, group_size: int = 128, select=is_plain_matrix) -> tuple[dict, dict]:
+    """RWKV-Lite's final INT8/INT4 step: per-row, per-group asymmetric RTN of every selected
+    matrix, in place (no calibration). Returns (report, encoded) like quantize_model."""
+    cfg = QuantConfig(method="rtn", bits=bits, group_size=group_size, mix_bits=0)
+    layers, encoded = [], {}
+    for name, p in model.named_parameters():
+        if not select(name, p):
+            continue
+        result = rtn(p.detach().double(), ScalarGrid(bits), group_size)
+        encoded[name] = encode(result, "sq", cfg, list(p.shape))
+        layers.append({"name": name, "kind": "sq", "shape": list(p.shape), "bits_per_weight":
+                       8 * stored_bytes(encoded[name][1]) / p.numel(),
+                       "output_error": float((p.double() - result.Q).norm() / p.double().norm().clamp_min(1e-30))})
+        p.copy_(result.Q.to(p.dtype))
+    n = sum(r["shape"][0] * r["shape"][1] for r in layers)
+    return {"pass": "int", "bits": bits, "group_size": group_size, "layers": layers, "quantized_weights": n,
+            "quantized_bits_per_weight": sum(r["bits_per_weight"] * r["shape"][0] * r["shape"][1] for r in layers)
+            / max(n, 1)}, encoded

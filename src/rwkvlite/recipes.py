@@ -1,0 +1,153 @@
+"""Recipes: which compression passes run, in which order, with which options.
+
+A recipe is a list of {pass name: options}; the named presets below, or a JSON file
+{"passes": [...]} for a custom stack. `compress` runs one on a checkpoint and writes one
+compressed file (see rwkvlite.format) whose manifest holds the recipe, every pass's
+report and the structure specs that rebuild the model.
+
+  lowrank        SVD factors of r/k/v/g projections (passes/lowrank.py)
+  recover        distil the model towards the original, training the factors and ln_out
+  ffn_predictor  MLP + quantised-key sparsity predictors (passes/ffn_predictor.py)
+  cluster_head   clustered output head (passes/cluster_head.py)
+  fold_ln0       fold ln0 into the embedding, for the row cache (passes/embedding_cache.py)
+  int            RTN INT8/INT4 of every remaining matrix (passes/quantize.round_to_nearest)
+  quantize       GPTQ / GPTVQ / RWKVQuant of the projections (passes/quantize.quantize_model)
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from . import format as compressed
+from .compress import calibration_set
+from .errors import DataError, RWKVLiteError
+from .loaders import load_model
+from .passes import cluster_head, embedding_cache, ffn_predictor, lowrank
+from .passes.quantize import QuantConfig, quantize_model, round_to_nearest
+from .tokenizer import tokenizer_for
+from .utils.paths import expand
+
+LITE = [{"lowrank": {"factor": 8}}, {"recover": {"steps": 150}}, {"ffn_predictor": {}},
+        {"cluster_head": {}}, {"fold_ln0": {}}]
+PRESETS = {
+    "int8": [{"int": {"bits": 8}}],
+    "int4": [{"int": {"bits": 4, "group_size": 64}}],
+    "rwkvquant": [{"quantize": {"method": "rwkvquant", "bits": 3}}],
+    "lite": LITE,
+    "lite-int8": LITE + [{"int": {"bits": 8}}],
+    "lite-int4": LITE + [{"int": {"bits": 4, "group_size": 64}}],
+}
+
+
+def load_recipe(recipe: str | list) -> list[dict]:
+    """A preset name, a JSON file path, or an already parsed list -> list of {pass: options}."""
+    if isinstance(recipe, list):
+        passes = recipe
+    elif recipe in PRESETS:
+        passes = PRESETS[recipe]
+    elif os.path.isfile(recipe):
+        try:
+            with open(recipe) as f:
+                passes = json.load(f)["passes"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise RWKVLiteError(f"{recipe}: not a recipe file ({{\"passes\": [...]}}): {e}") from None
+    else:
+        raise RWKVLiteError(f"unknown recipe {recipe!r}: use a preset ({', '.join(PRESETS)}) or a JSON file")
+    for step in passes:
+        if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in PASSES:
+            raise RWKVLiteError(f"recipe step {step!r}: expected one of {{{', '.join(PASSES)}: options}}")
+    return copy.deepcopy(passes)
+
+
+def _recover(model, ctx, steps: int = 150, lr: float = 1e-3, ctx_len: int = 256, batch_size: int = 4, files=None):
+    from .train import TrainConfig
+    from .train.data import TokenData
+    from .train.trainer import distill
+
+    files = files or ([ctx["calibration"]] if ctx["calibration"] != "self" else None)
+    if not files:
+        raise DataError("the recover pass trains on text: give --calibration FILE or recover.files in the recipe")
+    cfg = TrainConfig(train_files=tuple(files), out_dir="", ctx_len=ctx_len, batch_size=batch_size, max_steps=steps,
+                      lr=lr, lr_final=lr / 10, warmup_steps=min(20, steps // 5 + 1), eval_interval=steps,
+                      eval_tokens=8192, weight_decay=0.0)
+    data = TokenData([expand(f) for f in files], ctx["tokenizer"](), cfg.val_fraction)
+    teacher = ctx["original"]()
+    history = distill(model, teacher, data, lowrank.RECOVERY_TRAINABLE, cfg, progress=ctx["progress"])
+    return {"pass": "recover", "steps": steps, "lr": lr, "files": list(files), "kl_start": history["train_loss"][0],
+            "kl_end_train": history["train_loss"][-1], "kl_val": history["val_loss"][-1]}
+
+
+def _quantize(model, ctx, **options):
+    try:
+        cfg = QuantConfig(**options)
+    except (TypeError, ValueError) as e:
+        raise RWKVLiteError(f"quantize pass: {e}") from None
+    report, encoded = quantize_model(model, ctx["tokens"](), cfg)
+    ctx["encoded"].update(encoded)
+    return {"pass": "quantize", **report}
+
+
+def _int(model, ctx, bits: int = 8, group_size: int = 128):
+    if not 2 <= bits <= 8:
+        raise RWKVLiteError(f"int pass: bits must be 2 to 8, not {bits}")
+    report, encoded = round_to_nearest(model, bits, group_size)
+    ctx["encoded"].update(encoded)
+    return report
+
+
+PASSES = {
+    "lowrank": lambda model, ctx, **o: lowrank.lowrank(model, **o),
+    "recover": _recover,
+    "ffn_predictor": lambda model, ctx, **o: ffn_predictor.ffn_predictors(model, ctx["tokens"](), **o),
+    "cluster_head": lambda model, ctx, **o: cluster_head.cluster_head(model, ctx["tokens"](), **o),
+    "fold_ln0": lambda model, ctx, **o: embedding_cache.fold_ln0(model),
+    "int": _int,
+    "quantize": _quantize,
+}
+
+
+def compress(model_path, out, recipe="lite", calibration: str = "self", n_seq: int = 32, seq_len: int = 256,
+             tokenizer: str | None = None, device=None, progress: bool = True) -> dict:
+    """Run a recipe on a checkpoint and write one compressed file; returns the manifest's report."""
+    passes = load_recipe(recipe)
+    model = load_model(model_path, device=device)
+    tok = tokenizer_for(model.config, tokenizer) if tokenizer or calibration != "self" else None
+    cache = {}
+
+    def tokens():  # calibration tokens, from the model as it is when a pass first needs them
+        if "tokens" not in cache:
+            cache["tokens"] = calibration_set(model, calibration, n_seq, seq_len, tok).to(model.emb.weight.device)
+        return cache["tokens"]
+
+    ctx = {"tokens": tokens, "calibration": calibration, "tokenizer": lambda: tok or tokenizer_for(model.config, tokenizer),
+           "original": lambda: load_model(model_path, device=device), "encoded": {}, "progress": progress}
+    reports = []
+    structure = {}  # a compressed source keeps its rebuilt modules; new passes add theirs
+    if compressed.is_compressed(model_path):
+        structure = dict(compressed.container.read(model_path, verify=False)[0].get("structure") or {})
+    bar = tqdm(passes, desc="compress", unit="pass", file=sys.stderr, disable=not progress)
+    for step in bar:
+        (name, options), = step.items()
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        try:
+            report = PASSES[name](model, ctx, **options)
+        except TypeError as e:
+            raise RWKVLiteError(f"{name} pass: {e}") from None
+        report["seconds"] = time.perf_counter() - start
+        if "structure" in report:
+            structure[name] = {**structure.get(name, {}), **report.pop("structure")}
+        reports.append(report)
+    tensors = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    summary = {"source": str(model_path), "recipe": passes, "passes": reports,
+               "calibration": {"source": calibration, "sequences": n_seq, "tokens_each": seq_len}}
+    compressed.save(out, model.config.to_dict(), tensors, ctx["encoded"], tokenizer=tokenizer,
+                    recipe={"passes": passes}, report=summary, structure=structure)
+    summary["file"] = compressed.size_report(out)
+    return summary
