@@ -96,9 +96,16 @@ def _quantize(model, ctx, **options):
 def _int(model, ctx, bits: int = 8, group_size: int = 128):
     if not 2 <= bits <= 8:
         raise RWKVLiteError(f"int pass: bits must be 2 to 8, not {bits}")
-    report, encoded = round_to_nearest(model, bits, group_size)
+    report, encoded = round_to_nearest(model, bits, group_size, transpose=value_columns(model))
     ctx["encoded"].update(encoded)
     return report
+
+
+def value_columns(model) -> set[str]:
+    """Channel-mix value matrices behind FFN predictors: stored transposed, so a runtime reads
+    the value columns of active neurons as contiguous rows."""
+    return {f"blocks.{i}.ffn.value.weight" for i, b in enumerate(model.blocks)
+            if isinstance(b.ffn.key, ffn_predictor.PredictedKey)}
 
 
 PASSES = {
@@ -148,6 +155,6 @@ def compress(model_path, out, recipe="lite", calibration: str = "self", n_seq: i
     summary = {"source": str(model_path), "recipe": passes, "passes": reports,
                "calibration": {"source": calibration, "sequences": n_seq, "tokens_each": seq_len}}
     compressed.save(out, model.config.to_dict(), tensors, ctx["encoded"], tokenizer=tokenizer,
-                    recipe={"passes": passes}, report=summary, structure=structure)
+                    recipe={"passes": passes}, report=summary, structure=structure, transpose=value_columns(model))
     summary["file"] = compressed.size_report(out)
     return summary

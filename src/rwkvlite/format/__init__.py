@@ -13,15 +13,16 @@ import numpy as np
 
 from . import container
 from .container import FORMAT_NAME, FORMAT_VERSION, is_compressed
-from .encodings import decode, encode_dense, encode_int, stored_bytes
+from .encodings import decode, encode_dense, encode_int, stored_bytes, transposed
 
 
 def save(path, config: dict, tensors: dict[str, np.ndarray], encoded: dict[str, tuple[dict, dict]] | None = None,
          *, dense_dtype: str = "float16", tokenizer: str | None = None, recipe: dict | None = None,
-         report: dict | None = None, structure: dict | None = None) -> dict:
+         report: dict | None = None, structure: dict | None = None, transpose=()) -> dict:
     """Write every tensor: those in `encoded` as given, integers packed, the rest dense in
     dense_dtype. `structure` records the passes that changed the model's modules
     ({pass name: spec}), so a reader can rebuild them before loading the weights.
+    Dense tensors named in `transpose` are stored as W^T (see encodings.transposed).
     Returns the manifest written (with per-tensor stored bytes and bits per weight)."""
     encoded = dict(encoded or {})
     entries, arrays = {}, {}
@@ -31,9 +32,11 @@ def save(path, config: dict, tensors: dict[str, np.ndarray], encoded: dict[str, 
             entry, parts = encoded.pop(name)
         elif np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_:
             entry, parts = encode_int(value)
+        elif name in transpose:
+            entry, parts = transposed(encode_dense(np.ascontiguousarray(value.T), dense_dtype))
         else:
             entry, parts = encode_dense(value, dense_dtype)
-        numel = int(np.prod(entry["shape"]))
+        numel = int(np.prod(entry["shape"]))  # (W^T has W's count)
         nbytes = stored_bytes(parts)
         entries[name] = {**entry, "arrays": {role: f"{name}:{role}" for role in parts},
                          "bytes": nbytes, "bits_per_weight": 8 * nbytes / max(numel, 1)}

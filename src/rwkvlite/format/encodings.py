@@ -82,8 +82,18 @@ def encode_vq(codes: np.ndarray, codebook: np.ndarray, codebook_scale: np.ndarra
     return entry, arrays
 
 
+def transposed(entry_arrays: tuple[dict, dict]) -> tuple[dict, dict]:
+    """Mark an encoding of W^T as standing for W (stored rows = W's columns, so a runtime can
+    read the columns it needs, e.g. the value columns of active FFN neurons)."""
+    entry, arrays = entry_arrays
+    return {**entry, "transposed": True}, arrays
+
+
 def decode(entry: dict, arrays: dict) -> np.ndarray:
     """The tensor an entry and its arrays stand for: float32, or the integer dtype of an int entry."""
+    if entry.get("transposed"):
+        inner = {k: v for k, v in entry.items() if k != "transposed"}
+        return np.ascontiguousarray(decode(inner, arrays).T)
     shape, enc = tuple(entry["shape"]), entry["enc"]
     if enc == "dense":
         v = np.asarray(arrays["values"])

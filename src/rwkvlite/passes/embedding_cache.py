@@ -6,11 +6,11 @@ use live in RAM, in a least-recently-used cache of `capacity` rows.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import torch
 from torch import nn
+
+from ..runtime.cache import EmbeddingCache
 
 
 def fold_ln0(model) -> dict:
@@ -28,41 +28,6 @@ def restructure(model, structure: dict) -> None:
     for name in structure:
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, nn.Identity())
-
-
-class EmbeddingCache:
-    """rows(ids) from a [V, C] array-like (e.g. a numpy memmap), LRU-cached in RAM."""
-
-    def __init__(self, table, capacity: int):
-        if capacity < 1:
-            raise ValueError(f"embedding cache capacity must be at least 1, not {capacity}")
-        self.table, self.capacity = table, capacity
-        self.rows: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.hits = self.misses = 0
-
-    def row(self, token: int) -> np.ndarray:
-        if token in self.rows:
-            self.rows.move_to_end(token)
-            self.hits += 1
-            return self.rows[token]
-        self.misses += 1
-        value = np.array(self.table[token])  # a copy: the only bytes of the table in RAM
-        self.rows[token] = value
-        if len(self.rows) > self.capacity:
-            self.rows.popitem(last=False)  # least recently used
-        return value
-
-    def __call__(self, tokens) -> np.ndarray:
-        return np.stack([self.row(int(t)) for t in tokens])
-
-    @property
-    def resident_bytes(self) -> int:
-        return sum(r.nbytes for r in self.rows.values())
-
-    def stats(self) -> dict:
-        total = self.hits + self.misses
-        return {"capacity": self.capacity, "lookups": total, "hit_rate": self.hits / total if total else 0.0,
-                "resident_rows": len(self.rows), "resident_bytes": self.resident_bytes}
 
 
 def replay(tokens, capacity: int, row_bytes: int) -> dict:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..format.encodings import encode_sq, encode_vq, stored_bytes
+from ..format.encodings import encode_sq, encode_vq, stored_bytes, transposed
 from ..model.common import token_shift
 from ..model.inspect import group_of
 from .calibrate import quantize_blockwise
@@ -214,16 +214,24 @@ def is_plain_matrix(name: str, p: torch.Tensor) -> bool:
 
 
 @torch.no_grad()
-def round_to_nearest(model, bits: int = 8, group_size: int = 128, select=is_plain_matrix) -> tuple[dict, dict]:
+def round_to_nearest(model, bits: int = 8, group_size: int = 128, select=is_plain_matrix,
+                     transpose=()) -> tuple[dict, dict]:
     """RWKV-Lite's final INT8/INT4 step: per-row, per-group asymmetric RTN of every selected
-    matrix, in place (no calibration). Returns (report, encoded) like quantize_model."""
+    matrix, in place (no calibration); names in `transpose` are quantised and stored as W^T
+    (per-row groups of W^T). Returns (report, encoded) like quantize_model."""
     cfg = QuantConfig(method="rtn", bits=bits, group_size=group_size, mix_bits=0)
     layers, encoded = [], {}
     for name, p in model.named_parameters():
         if not select(name, p):
             continue
-        result = rtn(p.detach().double(), ScalarGrid(bits), group_size)
-        encoded[name] = encode(result, "sq", cfg, list(p.shape))
+        W = p.detach().double()
+        if name in transpose:
+            result = rtn(W.T.contiguous(), ScalarGrid(bits), group_size)
+            encoded[name] = transposed(encode(result, "sq", cfg, list(W.T.shape)))
+            result.Q = result.Q.T
+        else:
+            result = rtn(W, ScalarGrid(bits), group_size)
+            encoded[name] = encode(result, "sq", cfg, list(p.shape))
         layers.append({"name": name, "kind": "sq", "shape": list(p.shape), "bits_per_weight":
                        8 * stored_bytes(encoded[name][1]) / p.numel(),
                        "output_error": float((p.double() - result.Q).norm() / p.double().norm().clamp_min(1e-30))})

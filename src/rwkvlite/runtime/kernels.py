@@ -1,0 +1,78 @@
+"""The C kernels (kernels.c), built on first use with the system's C compiler and loaded
+through ctypes; None when no compiler is available (the runtime then uses numpy).
+
+Why a hand-written C file: no maintained package multiplies by our packed layouts (3-bit
+streams, 2-D VQ codebooks, row subsets) without PyTorch, and a ~150-line C file compiled
+for the host CPU beats dequantising whole matrices in numpy for every token.
+Set RWKVLITE_KERNELS=numpy to force the numpy path.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.c")
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"]
+_lib = None
+_tried = False
+
+F32P = ctypes.POINTER(ctypes.c_float)
+I64 = ctypes.c_int64
+VP = ctypes.c_void_p
+SIGNATURES = {
+    "mv_f16": [VP, I64, VP, VP, VP, I64],
+    "axpy_f16": [VP, I64, VP, VP, VP, I64],
+    "mv_sq": [VP, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, VP, I64],
+    "axpy_sq": [VP, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, I64],
+    "mv_vq": [VP, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
+    "axpy_vq": [VP, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
+}
+
+
+def cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "rwkvlite")
+
+
+def build() -> str | None:
+    """Path of the compiled library (built once per source version); None if it cannot be built."""
+    with open(SOURCE, "rb") as f:
+        digest = hashlib.sha256(f.read() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    folder = cache_dir()
+    target = os.path.join(folder, f"kernels-{digest}.so")
+    if os.path.exists(target):
+        return target
+    compiler = os.environ.get("CC", "cc")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        subprocess.run([compiler, *FLAGS, "-o", tmp, SOURCE], check=True, capture_output=True, timeout=120)
+        os.replace(tmp, target)
+        return target
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"rwkvlite: note: C kernels unavailable ({type(e).__name__}); using numpy", file=sys.stderr)
+        return None
+
+
+def lib():
+    """The loaded kernel library, or None (numpy fallback)."""
+    global _lib, _tried
+    if not _tried:
+        _tried = True
+        if os.environ.get("RWKVLITE_KERNELS", "").lower() != "numpy":
+            path = build()
+            if path:
+                _lib = ctypes.CDLL(path)
+                for name, args in SIGNATURES.items():
+                    fn = getattr(_lib, name)
+                    fn.argtypes, fn.restype = args, None
+    return _lib
+
+
+def ptr(a) -> int | None:
+    return None if a is None else a.ctypes.data

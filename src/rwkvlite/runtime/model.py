@@ -1,0 +1,286 @@
+"""The lean runtime: one token at a time from a memory-mapped compressed file, in numpy
+plus the C kernels, without PyTorch. RWKV-7 only (the generation the bundled and reference
+models use); the equations are those of model/rwkv7.py in step form.
+
+Weights stay as stored: matrices are multiplied packed (runtime/matrix.py); vectors and
+norms (a few KB per layer) are decoded to float32 once. RWKV-Lite structures are used as
+such: low-rank factors, FFN predictors (only predicted-active key rows and value columns
+are read), the embedding cache (ln0 folded: rows read on demand, LRU-cached) and the
+clustered head (only the chosen clusters' rows are read).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import format as compressed
+from ..errors import RWKVLiteError
+from ..format.encodings import decode
+from .cache import EmbeddingRows
+from .matrix import SignBits, matrix
+
+LOG_DECAY_SCALE = math.exp(-0.5)
+
+
+def layer_norm(x, w, b, eps=1e-5):
+    mu = x.mean()
+    var = ((x - mu) ** 2).mean()
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+class Weights:
+    """Lazy access to a compressed file's tensors: matrices stay packed, vectors decoded."""
+
+    def __init__(self, path, verify: bool = True):
+        self.manifest, self.arrays = compressed.container.read(path, verify=verify)
+        self.entries = self.manifest["tensors"]
+
+    def __contains__(self, name):
+        return name in self.entries
+
+    def parts(self, name):
+        e = self.entries[name]
+        return e, {role: self.arrays[key] for role, key in e["arrays"].items()}
+
+    def vec(self, name) -> np.ndarray:
+        return decode(*self.parts(name)).astype(np.float32).reshape(-1)
+
+    def mat(self, name):
+        entry, arrays = self.parts(name)
+        if entry.get("transposed"):
+            entry = {k: v for k, v in entry.items() if k != "transposed"}
+            m = matrix(entry, arrays)
+            m.transposed = True
+            return m
+        m = matrix(entry, arrays)
+        m.transposed = False
+        return m
+
+
+class Linear:
+    """y = W x for a plain or low-rank projection (passes/lowrank.py)."""
+
+    def __init__(self, w: Weights, name: str, spec: dict | None):
+        if spec is None:
+            self.W = w.mat(f"{name}.weight")
+            self.low = None
+        else:
+            self.w1, self.w2 = w.mat(f"{name}.w1"), w.mat(f"{name}.w2")
+            self.low = spec["variant"]
+            self.diag = w.vec(f"{name}.diag") if f"{name}.diag" in w else None
+
+    def __call__(self, x):
+        if self.low is None:
+            return self.W.mv(x)
+        h = self.w1.mv(x)
+        if self.low == "relu":
+            h = np.maximum(h, 0) ** 2
+        y = self.w2.mv(h)
+        return y + x * self.diag if self.diag is not None else y
+
+
+class Lora:
+    """x @ A (A stored [in, r]) as an axpy over A's rows."""
+
+    def __init__(self, w: Weights, name: str):
+        self.A = w.mat(name)
+
+    def __call__(self, x):
+        y = np.zeros(self.A.cols, np.float32)
+        self.A.axpy(x, y)
+        return y
+
+
+class Predictor:
+    """Which FFN neurons to compute (passes/ffn_predictor.py): MLP OR top share of a 1-bit key."""
+
+    def __init__(self, w: Weights, name: str, spec: dict):
+        self.m1, self.m2 = w.mat(f"{name}.mlp1.weight"), w.mat(f"{name}.mlp2.weight")
+        self.b1, self.b2 = w.vec(f"{name}.mlp1.bias"), w.vec(f"{name}.mlp2.bias")
+        self.threshold, self.keep = float(w.vec(f"{name}.threshold")[0]), float(w.vec(f"{name}.keep")[0])
+        scale = w.vec(f"{name}.qscale")
+        entry, arrays = w.parts(f"{name}.qsign")
+        if spec["quant_bits"] == 1 and entry.get("step") == 2 and entry["shape"][1] % 8 == 0:
+            self.copy = SignBits(entry, arrays, scale)
+        else:  # n-bit copies: decoded once (small models only)
+            dense = decode(entry, arrays).astype(np.float32) * scale[:, None]
+            self.copy = type("DenseCopy", (), {"mv": staticmethod(lambda x: dense @ x)})
+        self.n = entry["shape"][0]
+
+    def active(self, x) -> np.ndarray:
+        mlp = self.m2.mv(np.maximum(self.m1.mv(x) + self.b1, 0)) + self.b2
+        mask = sigmoid(mlp) > self.threshold
+        s = self.copy.mv(x)
+        n = max(1, round(self.keep * self.n))
+        cutoff = np.partition(s, self.n - n)[self.n - n]
+        return np.flatnonzero(mask | (s >= cutoff)).astype(np.int32)
+
+
+class Block:
+    def __init__(self, w: Weights, i: int, cfg: dict, structure: dict):
+        p = f"blocks.{i}"
+        low = structure.get("lowrank", {})
+        self.i, self.H, self.N = i, cfg["n_embd"] // cfg["head_size"], cfg["head_size"]
+        self.eps = cfg.get("ln_x_eps", 64e-5)
+        vec = w.vec
+        self.ln1 = (vec(f"{p}.ln1.weight"), vec(f"{p}.ln1.bias"))
+        self.ln2 = (vec(f"{p}.ln2.weight"), vec(f"{p}.ln2.bias"))
+        self.mix = {n: vec(f"{p}.att.x_{n}") for n in "rwkvag"}
+        self.w0, self.a0, self.k_k, self.k_a = (vec(f"{p}.att.{n}") for n in ("w0", "a0", "k_k", "k_a"))
+        self.r_k = vec(f"{p}.att.r_k").reshape(self.H, self.N)
+        self.w1, self.w2, self.a1, self.a2, self.g1, self.g2 = (Lora(w, f"{p}.att.{n}") for n in
+                                                                ("w1", "w2", "a1", "a2", "g1", "g2"))
+        if i > 0:
+            self.v0, self.v1, self.v2 = vec(f"{p}.att.v0"), Lora(w, f"{p}.att.v1"), Lora(w, f"{p}.att.v2")
+        self.r, self.k, self.v = (Linear(w, f"{p}.att.{n}", low.get(f"{p}.att.{n}"))
+                                  for n in ("receptance", "key", "value"))
+        self.o = Linear(w, f"{p}.att.output", None)
+        self.lnx = (vec(f"{p}.att.ln_x.weight").reshape(self.H, self.N), vec(f"{p}.att.ln_x.bias").reshape(self.H, self.N))
+        self.x_k = vec(f"{p}.ffn.x_k")
+        self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
+        spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
+        self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
+        self.active_total = 0
+
+    def __call__(self, x, st, v_first):
+        H, N = self.H, self.N
+        xa = layer_norm(x, *self.ln1)
+        dx = st["att"] - xa
+        st["att"] = xa
+        xr, xw, xk, xv, xA, xg = (xa + dx * self.mix[n] for n in "rwkvag")
+        r, k, v = self.r(xr), self.k(xk), self.v(xv)
+        w = np.exp(-LOG_DECAY_SCALE * sigmoid(self.w0 + self.w2(np.tanh(self.w1(xw)))))
+        a = sigmoid(self.a0 + self.a2(self.a1(xA)))
+        g = self.g2(sigmoid(self.g1(xg)))
+        kk = (k * self.k_k).reshape(H, N)
+        kk = kk / np.maximum(np.linalg.norm(kk, axis=-1, keepdims=True), 1e-12)
+        k = k * (1 + (a - 1) * self.k_a)
+        if self.i == 0:
+            v_first = v
+        else:
+            v = v + (v_first - v) * sigmoid(self.v0 + self.v2(self.v1(xv)))
+        r, w, k, v, a = (t.reshape(H, N) for t in (r, w, k, v, a))
+        S = st["wkv"]  # [H, N(v), N(k)]
+        S = S * w[:, None, :] + (S @ -kk[:, :, None]) * (kk * a)[:, None, :] + v[:, :, None] * k[:, None, :]
+        st["wkv"] = S
+        y = (S @ r[:, :, None])[:, :, 0]
+        mu = y.mean(-1, keepdims=True)
+        y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + self.eps) * self.lnx[0] + self.lnx[1]
+        y = y + (r * k * self.r_k).sum(-1, keepdims=True) * v
+        x = x + self.o((y.reshape(-1) * g).astype(np.float32))
+        xf = layer_norm(x, *self.ln2)
+        dx = st["ffn"] - xf
+        st["ffn"] = xf
+        xk = (xf + dx * self.x_k).astype(np.float32)
+        if self.predictor is None:
+            h = np.maximum(self.fk.mv(xk), 0) ** 2
+            out = self.fv.mv(h) if not self.fv.transposed else _axpy_all(self.fv, h)
+        else:
+            rows = self.predictor.active(xk)
+            self.active_total += len(rows)
+            h = np.maximum(self.fk.mv(xk, rows), 0) ** 2
+            out = np.zeros_like(x)
+            if self.fv.transposed:
+                self.fv.axpy(h, out, rows)
+            else:
+                out = self.fv.dense_rows(np.arange(self.fv.rows))[:, rows] @ h
+        return (x + out).astype(np.float32), v_first
+
+
+def _axpy_all(m, h):
+    y = np.zeros(m.cols, np.float32)
+    m.axpy(h, y)
+    return y
+
+
+class Head:
+    """Full head, or the clustered head (passes/cluster_head.py) reading chosen clusters only."""
+
+    def __init__(self, w: Weights, spec: dict | None):
+        self.W = w.mat("head.weight")
+        self.spec = spec
+        self.rows_total = 0
+        if spec:
+            self.cluster = decode(*w.parts("head.cluster")).astype(np.int64)
+            self.sW, self.sb = w.mat("head.scorer.weight"), w.vec("head.scorer.bias")
+            order = np.argsort(self.cluster, kind="stable")
+            sizes = np.bincount(self.cluster, minlength=spec["clusters"])
+            self.members = np.split(order.astype(np.int32), np.cumsum(sizes)[:-1])
+            self.log_sizes = np.log(sizes.astype(np.float64))
+
+    def __call__(self, h) -> np.ndarray:
+        if not self.spec:
+            self.rows_total += self.W.rows
+            return self.W.mv(h)
+        z = self.sW.mv(h) + self.sb
+        s = np.exp(z - z.max())
+        s = s / s.sum()
+        order = np.argsort(-s, kind="stable")
+        mass_before = np.cumsum(s[order]) - s[order]
+        rank = np.arange(len(s))
+        take = ((mass_before < self.spec["p"]) | (rank < self.spec["min_clusters"])) & (rank < self.spec["max_clusters"])
+        chosen = order[take]
+        rows = np.concatenate([self.members[c] for c in chosen])
+        self.rows_total += len(rows)
+        logits = self.W.mv(h, rows).astype(np.float64)
+        out = (np.log(s) - self.log_sizes)[self.cluster]  # shared pseudo-logit log(s_k / n_k)
+        m = logits.max()
+        out[rows] = logits - m - np.log(np.exp(logits - m).sum()) + np.log(s[chosen].sum())
+        return out.astype(np.float32)
+
+
+class Runtime:
+    """model = Runtime("m.rwkvlite"); logits, state = model.step(token, state)."""
+
+    def __init__(self, path, verify: bool = True, cache_rows: int = 1024):
+        self.w = Weights(path, verify)
+        cfg = self.w.manifest["config"]
+        if str(cfg["version"]) != "7":
+            raise RWKVLiteError(f"{path}: the lean runtime runs RWKV-7 files; this is RWKV-{cfg['version']} "
+                                "(use the PyTorch path: rwkvlite generate)")
+        self.config = cfg
+        structure = self.w.manifest.get("structure") or {}
+        self.blocks = [Block(self.w, i, cfg, structure) for i in range(cfg["n_layer"])]
+        folded = "fold_ln0" in structure
+        self.ln0 = None if folded else (self.w.vec("blocks.0.ln0.weight"), self.w.vec("blocks.0.ln0.bias"))
+        self.emb = EmbeddingRows(self.w.mat("emb.weight"), cache_rows if folded else 0)
+        self.ln_out = (self.w.vec("ln_out.weight"), self.w.vec("ln_out.bias"))
+        self.head = Head(self.w, structure.get("cluster_head", {}).get("head"))
+        self.tokens = 0
+
+    def zero_state(self) -> list[dict]:
+        C, N = self.config["n_embd"], self.config["head_size"]
+        return [{"att": np.zeros(C, np.float32), "ffn": np.zeros(C, np.float32),
+                 "wkv": np.zeros((C // N, N, N), np.float32)} for _ in self.blocks]
+
+    def step(self, token: int, state: list[dict] | None = None) -> tuple[np.ndarray, list[dict]]:
+        """Logits [V] (float32) after `token`, and the new state (the old one is not modified)."""
+        state = [dict(s) for s in (state or self.zero_state())]
+        x = self.emb(token)
+        if self.ln0 is not None:
+            x = layer_norm(x, *self.ln0)
+        v_first = None
+        for block, st in zip(self.blocks, state):
+            x, v_first = block(x, st, v_first)
+        self.tokens += 1
+        return self.head(layer_norm(x, *self.ln_out).astype(np.float32)), state
+
+    def bytes_read_per_token(self) -> dict:
+        """Weight bytes read per token so far (mean): what the bandwidth bound is computed from."""
+        t = max(1, self.tokens)
+        total = sum(e["bytes"] for e in self.w.entries.values())
+        ffn = head = 0.0
+        for b in self.blocks:
+            full = b.fk.nbytes + b.fv.nbytes
+            ffn += full if b.predictor is None else full * b.active_total / t / b.fk.rows
+        head_bytes = self.head.W.nbytes
+        head = head_bytes * self.head.rows_total / t / self.head.W.rows
+        emb = self.w.entries["emb.weight"]["bytes"]
+        rest = total - emb - head_bytes - sum(b.fk.nbytes + b.fv.nbytes for b in self.blocks)
+        return {"total": rest + ffn + head + emb / self.config["vocab_size"], "ffn": ffn, "head": head,
+                "embedding": emb / self.config["vocab_size"], "rest": rest}

@@ -1,0 +1,71 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from rwkvlite.loaders import load_model, save_model
+from rwkvlite.recipes import compress
+from rwkvlite.runtime import Runtime
+
+from ..conftest import make_model
+
+TEXT = "And God said, Let there be light: and there was light. " * 300
+LITE = [{"lowrank": {"factor": 4}}, {"ffn_predictor": {"steps": 50}},
+        {"cluster_head": {"k": 16, "pca_dim": 8, "steps": 50}}, {"fold_ln0": {}}]
+RECIPES = {
+    "fp16": [],
+    "int8": [{"int": {"bits": 8, "group_size": 32}}],
+    "int4": [{"int": {"bits": 4, "group_size": 32}}],
+    "rwkvquant-3": [{"quantize": {"method": "rwkvquant", "bits": 3, "group_size": 32, "vq_group": 32,
+                                  "sq_share": 0.5, "act_order": True}}],
+    "lite": LITE,
+    "lite-int4": LITE + [{"int": {"bits": 4, "group_size": 32}}],
+}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rt")
+    path = folder / "m.safetensors"
+    save_model(make_model("7"), path)
+    text = folder / "t.txt"
+    text.write_text(TEXT)
+    return folder, path, text
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+@pytest.mark.parametrize("kernels", ["c", "numpy"])
+def test_runtime_logits_equal_the_evaluation_path(source, recipe, kernels, monkeypatch):
+    from rwkvlite.runtime import kernels as k
+
+    folder, path, text = source
+    out = folder / f"{recipe}.rwkvlite"
+    if not out.exists():
+        compress(path, out, RECIPES[recipe], calibration=str(text), n_seq=4, seq_len=32, tokenizer="bytes",
+                 progress=False)
+    monkeypatch.setattr(k, "_lib", None)
+    monkeypatch.setattr(k, "_tried", kernels == "numpy")  # numpy: pretend the build was tried and failed
+    if kernels == "c" and k.lib() is None:
+        pytest.skip("no C compiler")
+    model = load_model(out)
+    rt = Runtime(out)
+    tokens = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111]
+    state, ref_state = None, None
+    for t in tokens:
+        with torch.no_grad():
+            ref, ref_state = model(torch.tensor([[t]]), ref_state)
+        got, state = rt.step(t, state)
+        np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=1e-3, rtol=1e-3)
+
+
+def test_lean_runtime_does_not_import_torch(source):
+    folder, path, text = source
+    out = folder / "lean-int8.rwkvlite"
+    compress(path, out, RECIPES["int8"], progress=False)
+    code = ("import sys; from rwkvlite.runtime import Runtime; rt = Runtime(sys.argv[1]); rt.step(5); "
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
