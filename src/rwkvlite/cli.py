@@ -130,7 +130,75 @@ def cmd_eval(args) -> None:
         write_json(records, args.json)
 
 
+def _lean(path, tokenizer_hint=None):
+    """The lean runtime on a compressed file, and its tokenizer (no PyTorch imported)."""
+    from types import SimpleNamespace
+
+    from .runtime import Runtime
+    from .tokenizer import tokenizer_for
+
+    rt = Runtime(path)
+    hint = tokenizer_hint or rt.w.manifest.get("tokenizer")
+    return rt, tokenizer_for(SimpleNamespace(vocab_size=rt.config["vocab_size"]), hint)
+
+
+def cmd_run(args) -> None:
+    from .runtime.generate import generate
+
+    rt, tok = _lean(args.model, args.tokenizer)
+    sys.stdout.write(args.prompt)
+    start, n = time.perf_counter(), 0
+    for piece in generate(rt, tok, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                          top_p=args.top_p, seed=args.seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        n += 1
+    print(f"\n[{n} pieces in {time.perf_counter() - start:.2f} s, lean runtime]", file=sys.stderr)
+
+
+def cmd_chat(args) -> None:
+    """A line-by-line chat: 'User: ...' / 'Assistant:' turns, the state carried between them."""
+    from .runtime.generate import generate
+
+    rt, tok = _lean(args.model, args.tokenizer)
+    state = None
+    print("chat: type a message, an empty line or Ctrl-D to stop", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        reply = ""
+        for piece in generate(rt, tok, f"User: {line.strip()}\n\nAssistant:", max_tokens=args.max_tokens,
+                              temperature=args.temperature, top_p=args.top_p, seed=args.seed, state=state):
+            reply += piece
+            if "\n\n" in reply:
+                break
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        state = rt.state
+        print()
+
+
 def cmd_bench(args) -> None:
+    from .format import is_compressed
+
+    if is_compressed(args.model):  # the lean runtime, in this torch-free process
+        from .runtime.bench import bench as lean_bench
+
+        f = lean_bench(args.model, gen_tokens=args.gen_tokens)
+        print(f"lean runtime ({f['kernels']} kernels): load {f['load_s']:.2f} s   decode {f['decode_ms_per_token']:.2f} "
+              f"ms/token ({f['decode_tokens_per_s']:.1f} tok/s)   reads {f['bytes_read_per_token'] / 1e6:.2f} MB/token")
+        print(f"peak RSS: before load {f['rss_before_load_mib']:.0f} MiB, loading {f['peak_rss_load_mib']:.0f} MiB, "
+              f"generating {f['peak_rss_generate_mib']:.0f} MiB; file {f['file_bytes'] / 1e6:.1f} MB")
+        if args.json:
+            from .utils.io import atomic_path
+
+            with atomic_path(args.json) as tmp, open(tmp, "w") as out:
+                json.dump([{"task": "bench-lean", "model": args.model, "figures": f}], out, indent=1)
+        return
     from .eval.results import record, write_json
     from .eval.speed import bench
 
@@ -252,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_eval)
-    p = sub.add_parser("bench", help="load time, peak RSS per phase, prefill and decode speed")
+    p = sub.add_parser("bench", help="load time, peak RSS per phase and speed (compressed files: lean runtime)")
     p.add_argument("model")
     p.add_argument("--prompt-tokens", dest="prompt_tokens", type=int, default=512)
     p.add_argument("--gen-tokens", dest="gen_tokens", type=int, default=128)
@@ -301,6 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="write the report as JSON here")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_compress)
+    p = sub.add_parser("run", help="generate from a compressed file with the lean runtime (no PyTorch)")
+    p.add_argument("model")
+    p.add_argument("--prompt", required=True)
+    _add_sampling(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("chat", help="chat with a compressed file (lean runtime, streaming)")
+    p.add_argument("model")
+    _add_sampling(p)
+    p.set_defaults(func=cmd_chat)
     p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
     p.add_argument("--prompt", default="\nROMEO:")
     _add_sampling(p)

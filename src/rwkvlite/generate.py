@@ -5,6 +5,8 @@ from collections.abc import Iterator
 
 import torch
 
+from .tokenizer import Utf8Pieces
+
 
 def sample(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 0.85,
            generator: torch.Generator | None = None) -> int:
@@ -29,18 +31,13 @@ def generate(model, tokenizer, prompt: str, max_tokens: int = 100, temperature: 
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     ids = tokenizer.encode(prompt) or [0]
     logits, state = model(torch.tensor([ids], device=device), last_only=True)
-    pending = b""
+    pieces = Utf8Pieces()
     for _ in range(max_tokens):
-        token = sample(logits[0, -1].cpu(), temperature, top_p, generator)
-        pending += tokenizer.decode_bytes([token])
-        try:
-            text = pending.decode("utf-8")
-            pending = b""
+        token = sample(logits[0, -1, :tokenizer.vocab_size].cpu(), temperature, top_p, generator)  # padded vocab
+        text = pieces.feed(tokenizer.decode_bytes([token]))
+        if text is not None:
             yield text
-        except UnicodeDecodeError:
-            if len(pending) > 8:  # not a split character: give up on these bytes
-                yield pending.decode("utf-8", errors="replace")
-                pending = b""
         logits, state = model(torch.tensor([[token]], device=device), state)
-    if pending:
-        yield pending.decode("utf-8", errors="replace")
+    text = pieces.flush()
+    if text is not None:
+        yield text

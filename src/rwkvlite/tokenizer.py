@@ -171,3 +171,26 @@ def tokenizer_for(config, hint: str | None = None):
         return load_tokenizer("world")
     raise TokenizerError(f"cannot guess the tokenizer of a {config.vocab_size}-token vocabulary; "
                          "pass --tokenizer (a World vocab .txt or a tokenizers .json)")
+
+
+class Utf8Pieces:
+    """Token bytes in, text out: a piece is released once its bytes are valid UTF-8, so
+    streaming never splits a character (bytes that never become valid are replaced)."""
+
+    def __init__(self):
+        self.pending = b""
+
+    def feed(self, data: bytes) -> str | None:
+        self.pending += data
+        try:
+            text = self.pending.decode("utf-8")
+        except UnicodeDecodeError:
+            if len(self.pending) <= 8:
+                return None
+            text = self.pending.decode("utf-8", errors="replace")  # not a split character
+        self.pending = b""
+        return text
+
+    def flush(self) -> str | None:
+        text, self.pending = (self.pending.decode("utf-8", errors="replace") if self.pending else None), b""
+        return text

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ from rwkvlite.loaders import load_model, save_model
 from rwkvlite.recipes import compress
 from rwkvlite.runtime import Runtime
 
-from ..conftest import make_model
+from ..conftest import make_model, run_cli
 
 TEXT = "And God said, Let there be light: and there was light. " * 300
 LITE = [{"lowrank": {"factor": 4}}, {"ffn_predictor": {"steps": 50}},
@@ -69,3 +70,34 @@ def test_lean_runtime_does_not_import_torch(source):
     r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_run_chat_and_bench_commands(source, tmp_path):
+    folder, path, text = source
+    out = folder / "cli-int8.rwkvlite"
+    compress(path, out, RECIPES["int8"], progress=False)
+    r = run_cli("run", out, "--prompt", "Hello", "--max-tokens", "8", "--seed", "0", "--tokenizer", "bytes")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Hello") and "lean runtime" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "rwkvlite.cli", "chat", str(out), "--max-tokens", "5", "--seed", "1",
+                        "--tokenizer", "bytes"], input="hi\n\n", capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    result = tmp_path / "b.json"
+    r = run_cli("bench", out, "--gen-tokens", "8", "--json", result)
+    assert r.returncode == 0, r.stderr
+    figures = json.loads(result.read_text())[0]["figures"]
+    assert figures["torch_imported"] is False and figures["decode_ms_per_token"] > 0
+    assert 0 < figures["bytes_read_per_token"] < figures["file_bytes"]
+
+
+def test_runtime_refuses_damaged_and_foreign_files(source, tmp_path):
+    folder, path, _ = source
+    r = run_cli("run", path, "--prompt", "x")  # a plain checkpoint, not a compressed file
+    assert r.returncode == 2 and "not an rwkvlite compressed file" in r.stderr
+    out = folder / "cli-int8.rwkvlite"
+    data = bytearray(out.read_bytes())
+    data[-10] ^= 0xFF
+    bad = tmp_path / "bad.rwkvlite"
+    bad.write_bytes(bytes(data))
+    r = run_cli("run", bad, "--prompt", "x")
+    assert r.returncode == 2 and "checksum" in r.stderr and "Traceback" not in r.stderr

@@ -1,45 +1,15 @@
-"""Load time, peak resident memory per phase, prefill and decode speed of one model file.
-
-Peak RSS is the kernel's own high-water mark (VmHWM in /proc/self/status), reset between
-phases by writing 5 to /proc/self/clear_refs (Linux). Where that is unavailable the peak
-comes from getrusage and covers the whole process so far; the result says which.
-"""
+"""Load time, peak resident memory per phase (utils/memory.py), prefill and decode speed
+of one model file through the PyTorch path."""
 from __future__ import annotations
 
 import os
-import re
-import resource
-import sys
 import time
 
 import torch
 
 from ..loaders import load_model
-
-
-def _rss_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            m = re.search(rf"^{field}:\s+(\d+) kB", f.read(), flags=re.M)
-        return int(m.group(1)) if m else None
-    except OSError:
-        return None
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mib() -> float:
-    hwm = _rss_kib("VmHWM")
-    if hwm is None:  # ru_maxrss is KiB on Linux, bytes on macOS
-        hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
-    return hwm / 1024
+from ..utils.memory import peak_mib as _peak_mib
+from ..utils.memory import reset_peak as _reset_peak
 
 
 @torch.no_grad()

@@ -1,0 +1,51 @@
+"""Speed and memory of the lean runtime on one compressed file, in this process (which
+must not have imported PyTorch for the RSS to mean anything): load time, peak RSS while
+loading and while generating, decode ms/token, and the weight bytes each token reads."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from ..utils.memory import peak_mib, reset_peak
+from .model import Runtime
+
+
+def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -> dict:
+    per_phase = reset_peak()
+    base = peak_mib()
+    start = time.perf_counter()
+    rt = Runtime(path)
+    load_s = time.perf_counter() - start
+    load_peak = peak_mib()
+    rng = np.random.default_rng(seed)
+    vocab = rt.config["vocab_size"]
+    reset_peak()
+    state, logits = None, None
+    start = time.perf_counter()
+    for t in rng.integers(1, vocab, prompt_tokens):
+        logits, state = rt.step(int(t), state)
+    prefill_s = time.perf_counter() - start
+    rt.tokens = 0
+    for b in rt.blocks:
+        b.active_total = 0
+    rt.head.rows_total = 0
+    start = time.perf_counter()
+    for _ in range(gen_tokens):
+        logits, state = rt.step(int(np.argmax(logits)), state)
+    decode_s = time.perf_counter() - start
+    reads = rt.bytes_read_per_token()
+    return {"load_s": load_s, "rss_before_load_mib": base, "peak_rss_load_mib": load_peak,
+            "peak_rss_generate_mib": peak_mib(), "peak_per_phase": per_phase,
+            "prefill_ms_per_token": 1e3 * prefill_s / prompt_tokens, "decode_ms_per_token": 1e3 * decode_s / gen_tokens,
+            "decode_tokens_per_s": gen_tokens / decode_s, "bytes_read_per_token": reads["total"],
+            "bytes_read_detail": reads, "file_bytes": os.path.getsize(path), "gen_tokens": gen_tokens,
+            "torch_imported": "torch" in sys.modules, "kernels": "c" if _kernels() else "numpy"}
+
+
+def _kernels():
+    from .kernels import lib
+
+    return lib() is not None
