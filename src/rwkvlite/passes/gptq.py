@@ -88,6 +88,17 @@ def gptq(W: torch.Tensor, H: torch.Tensor, grid, block_size: int = 128, group_si
 
 
 def rtn(W: torch.Tensor, grid, group_size: int | None = None) -> GPTQResult:
-    """Round-to-nearest: GPTQ with an identity Hessian (no error feedback)."""
-    return gptq(W, torch.eye(W.shape[1], dtype=torch.float64, device=W.device), grid,
-                group_size=group_size, percdamp=0.0)
+    """Round-to-nearest: GPTQ with an identity Hessian (no error feedback). Scalar grids round
+    a whole group at once (the same numbers the column loop gives, much faster); vector grids
+    go through the loop."""
+    if getattr(grid, "dim", 1) != 1 or not hasattr(grid, "maxq"):
+        return gptq(W, torch.eye(W.shape[1], dtype=torch.float64, device=W.device), grid,
+                    group_size=group_size, percdamp=0.0)
+    W = W.detach().double()
+    group_size = group_size or W.shape[1]
+    Q, codes, params = torch.empty_like(W), torch.empty_like(W), []
+    for g in range(0, W.shape[1], group_size):
+        block = W[:, g:g + group_size]
+        params.append(grid.fit(block))
+        codes[:, g:g + group_size], Q[:, g:g + group_size] = grid.round(block, params[-1])
+    return GPTQResult(Q, codes, params, None, 0.0)

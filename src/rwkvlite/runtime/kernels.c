@@ -12,6 +12,10 @@
  * Accumulation is float32.
  */
 #include <stdint.h>
+#if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define HAVE_F16C 1  /* gcc converts _Float16 one value at a time otherwise */
+#endif
 
 typedef _Float16 f16;
 
@@ -32,13 +36,29 @@ static float sq_dot(const uint8_t *q, const f16 *scale, const uint8_t *zero, int
     for (int64_t g = 0; g < ngroups; g++) {
         int64_t c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
         float acc = 0.f;
-        if (bits == 8) {
-            for (int64_t c = c0; c < c1; c++) acc += (float)q[c] * x[c];
-        } else if (bits == 4) {
-            for (int64_t c = c0; c < c1; c++) acc += (float)((q[c >> 1] >> ((c & 1) * 4)) & 15) * x[c];
-        } else {
-            for (int64_t c = c0; c < c1; c++) acc += (float)code_at(q, c, bits) * x[c];
+        int64_t c = c0;
+        if ((bits == 8 || bits == 4 || bits == 3) && (group & 7) == 0) {  /* 8 codes in every `bits` bytes */
+#ifdef HAVE_F16C
+            const __m256i shifts = _mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 4 * bits, 5 * bits, 6 * bits, 7 * bits);
+            const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+            __m256 v = _mm256_setzero_ps();
+            for (; c + 8 <= c1; c += 8) {
+                const uint8_t *p = q + (c >> 3) * bits;
+                __m256i codes;
+                if (bits == 8) {
+                    codes = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+                } else {
+                    uint32_t w = p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | (bits == 4 ? (uint32_t)p[3] << 24 : 0);
+                    codes = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), shifts), mask);
+                }
+                v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), _mm256_loadu_ps(x + c), v);
+            }
+            float lanes[8];
+            _mm256_storeu_ps(lanes, v);
+            for (int j = 0; j < 8; j++) acc += lanes[j];
+#endif
         }
+        for (; c < c1; c++) acc += (float)code_at(q, c, bits) * x[c];
         total += (float)scale[g] * (acc - (float)code_at(zero, g, bits) * xsum[g]);
     }
     return total;
@@ -57,7 +77,16 @@ void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t 
     for (int64_t i = 0; i < n; i++) {
         const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
         float acc = 0.f;
-        for (int64_t c = 0; c < cols; c++) acc += (float)w[c] * x[c];
+        int64_t c = 0;
+#ifdef HAVE_F16C
+        __m256 v = _mm256_setzero_ps();
+        for (; c + 8 <= cols; c += 8)
+            v = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))), _mm256_loadu_ps(x + c), v);
+        float lanes[8];
+        _mm256_storeu_ps(lanes, v);
+        for (int j = 0; j < 8; j++) acc += lanes[j];
+#endif
+        for (; c < cols; c++) acc += (float)w[c] * x[c];
         y[i] = acc;
     }
 }
@@ -66,7 +95,14 @@ void axpy_f16(const f16 *W, int64_t cols, const float *a, float *y, const int32_
     for (int64_t i = 0; i < n; i++) {
         const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
         float ai = a[i];
-        for (int64_t c = 0; c < cols; c++) y[c] += ai * (float)w[c];
+        int64_t c = 0;
+#ifdef HAVE_F16C
+        __m256 va = _mm256_set1_ps(ai);
+        for (; c + 8 <= cols; c += 8)
+            _mm256_storeu_ps(y + c, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
+                                                    _mm256_loadu_ps(y + c)));
+#endif
+        for (; c < cols; c++) y[c] += ai * (float)w[c];
     }
 }
 
@@ -104,7 +140,21 @@ void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bsc
             const int8_t *cb = book + g * K * dim;
             float acc = 0.f;
             int64_t v1 = v0 + per_group < nvec ? v0 + per_group : nvec;
-            if (dim == 2) {
+            if (dim == 2 && bits == 6 && (per_group & 3) == 0) {  /* 4 indices in every 3 bytes */
+                int64_t v = v0;
+                for (; v + 4 <= v1; v += 4) {
+                    const uint8_t *p = q + (v >> 2) * 3;
+                    uint32_t w = p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
+                    for (int j = 0; j < 4; j++) {
+                        const int8_t *c = cb + 2 * ((w >> (6 * j)) & 63);
+                        acc += (float)c[0] * x[2 * (v + j)] + (float)c[1] * x[2 * (v + j) + 1];
+                    }
+                }
+                for (; v < v1; v++) {
+                    const int8_t *c = cb + 2 * code_at(q, v, bits);
+                    acc += (float)c[0] * x[2 * v] + (float)c[1] * x[2 * v + 1];
+                }
+            } else if (dim == 2) {
                 for (int64_t v = v0; v < v1; v++) {
                     const int8_t *c = cb + 2 * code_at(q, v, bits);
                     acc += (float)c[0] * x[2 * v] + (float)c[1] * x[2 * v + 1];
