@@ -51,6 +51,20 @@ def cmd_inspect(args) -> None:
     model = load_model(args.model, dtype=None)  # bytes as stored
     s = summary(model)
     s["source"] = model.source
+    from .format import is_compressed, size_report
+
+    if is_compressed(args.model):  # the decoded model's bytes are not the file's: report both
+        s["file"] = size_report(args.model)
+        s["structure"] = sorted(model.source.get("structure", {}))
+        if not args.json:
+            print_summary(s)
+            f = s["file"]
+            print(f"compressed file: {_fmt_bytes(f['file_bytes'])}, {f['bits_per_weight']:.3f} bits/weight; structure: "
+                  f"{', '.join(s['structure']) or 'plain'}")
+            for enc, slot in f["by_encoding"].items():
+                print(f"  {enc:<14} {slot['tensors']:>4} tensors {slot['weights']:>12,} weights "
+                      f"{_fmt_bytes(slot['bytes']):>12} {slot['bits_per_weight']:>7.3f} bits/weight")
+            return
     if args.json:
         json.dump(s, sys.stdout, indent=1)
         print()

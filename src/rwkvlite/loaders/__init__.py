@@ -118,6 +118,8 @@ def load_model(path, device=None, dtype=torch.float32) -> RWKV:
     model.load_state_dict({k: v.to(dtype) if dtype and v.is_floating_point() else v for k, v in sd.items()},
                           strict=True, assign=True)
     model.source = {"path": str(path), **{k: v for k, v in meta.items() if isinstance(v, str)}}
+    if meta.get("structure"):
+        model.source["structure"] = meta["structure"]
     return model.to(device).eval()
 
 
