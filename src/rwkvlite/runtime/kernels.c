@@ -28,6 +28,16 @@ static inline uint32_t code_at(const uint8_t *row, int64_t j, int bits) {
     return (word >> shift) & ((1u << bits) - 1);
 }
 
+#ifdef HAVE_F16C
+/* codes c..c+8 of a row (c a multiple of 8) as floats; bits 8, 4 or 3 */
+static inline __m256 sq_codes8(const uint8_t *q, int64_t c, int bits, __m256i shifts, __m256i mask) {
+    const uint8_t *p = q + (c >> 3) * bits;
+    if (bits == 8) return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+    uint32_t w = p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | (bits == 4 ? (uint32_t)p[3] << 24 : 0);
+    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), shifts), mask));
+}
+#endif
+
 /* one row of sq codes dotted with x; xsum[g] = sum of x over group g */
 static float sq_dot(const uint8_t *q, const f16 *scale, const uint8_t *zero, int bits, int64_t group,
                     int64_t cols, const float *x, const float *xsum) {
@@ -41,18 +51,15 @@ static float sq_dot(const uint8_t *q, const f16 *scale, const uint8_t *zero, int
 #ifdef HAVE_F16C
             const __m256i shifts = _mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 4 * bits, 5 * bits, 6 * bits, 7 * bits);
             const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
-            __m256 v = _mm256_setzero_ps();
-            for (; c + 8 <= c1; c += 8) {
-                const uint8_t *p = q + (c >> 3) * bits;
-                __m256i codes;
-                if (bits == 8) {
-                    codes = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
-                } else {
-                    uint32_t w = p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | (bits == 4 ? (uint32_t)p[3] << 24 : 0);
-                    codes = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), shifts), mask);
-                }
-                v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), _mm256_loadu_ps(x + c), v);
+            __m256 v = _mm256_setzero_ps(), v1 = v, v2 = v, v3 = v;  /* 4 chains hide the FMA latency */
+            for (; c + 32 <= c1; c += 32) {
+                v = _mm256_fmadd_ps(sq_codes8(q, c, bits, shifts, mask), _mm256_loadu_ps(x + c), v);
+                v1 = _mm256_fmadd_ps(sq_codes8(q, c + 8, bits, shifts, mask), _mm256_loadu_ps(x + c + 8), v1);
+                v2 = _mm256_fmadd_ps(sq_codes8(q, c + 16, bits, shifts, mask), _mm256_loadu_ps(x + c + 16), v2);
+                v3 = _mm256_fmadd_ps(sq_codes8(q, c + 24, bits, shifts, mask), _mm256_loadu_ps(x + c + 24), v3);
             }
+            for (; c + 8 <= c1; c += 8) v = _mm256_fmadd_ps(sq_codes8(q, c, bits, shifts, mask), _mm256_loadu_ps(x + c), v);
+            v = _mm256_add_ps(_mm256_add_ps(v, v1), _mm256_add_ps(v2, v3));
             float lanes[8];
             _mm256_storeu_ps(lanes, v);
             for (int j = 0; j < 8; j++) acc += lanes[j];
@@ -79,9 +86,16 @@ void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t 
         float acc = 0.f;
         int64_t c = 0;
 #ifdef HAVE_F16C
-        __m256 v = _mm256_setzero_ps();
-        for (; c + 8 <= cols; c += 8)
-            v = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))), _mm256_loadu_ps(x + c), v);
+        __m256 v = _mm256_setzero_ps(), v1 = v, v2 = v, v3 = v;  /* 4 chains hide the FMA latency */
+#define F16X8(o) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c + (o))))
+        for (; c + 32 <= cols; c += 32) {
+            v = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(x + c), v);
+            v1 = _mm256_fmadd_ps(F16X8(8), _mm256_loadu_ps(x + c + 8), v1);
+            v2 = _mm256_fmadd_ps(F16X8(16), _mm256_loadu_ps(x + c + 16), v2);
+            v3 = _mm256_fmadd_ps(F16X8(24), _mm256_loadu_ps(x + c + 24), v3);
+        }
+        for (; c + 8 <= cols; c += 8) v = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(x + c), v);
+        v = _mm256_add_ps(_mm256_add_ps(v, v1), _mm256_add_ps(v2, v3));
         float lanes[8];
         _mm256_storeu_ps(lanes, v);
         for (int j = 0; j < 8; j++) acc += lanes[j];
