@@ -138,3 +138,9 @@ def test_unknown_version_is_refused(quantized, tmp_path):
     out.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
     with pytest.raises(CheckpointError, match="version '99' is not supported"):
         load_model(out)
+
+
+def test_written_files_get_the_usual_permissions(quantized):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(quantized[3]).st_mode & 0o777 == 0o666 & ~umask
