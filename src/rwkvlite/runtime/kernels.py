@@ -4,7 +4,8 @@ through ctypes; None when no compiler is available (the runtime then uses numpy)
 Why a hand-written C file: no maintained package multiplies by our packed layouts (3-bit
 streams, 2-D VQ codebooks, row subsets) without PyTorch, and a ~150-line C file compiled
 for the host CPU beats dequantising whole matrices in numpy for every token.
-Set RWKVLITE_KERNELS=numpy to force the numpy path.
+Set RWKVLITE_KERNELS=numpy to force the numpy path. The 8- and 4-bit kernels round x to int16
+per group (relative error 2^-15) for speed; RWKVLITE_EXACT=1 keeps x in float32.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def build() -> str | None:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
         os.close(fd)
-        subprocess.run([compiler, *FLAGS, "-o", tmp, SOURCE], check=True, capture_output=True, timeout=120)
+        subprocess.run([compiler, *FLAGS, "-o", tmp, SOURCE, "-lm"], check=True, capture_output=True, timeout=120)
         os.replace(tmp, target)
         return target
     except (OSError, subprocess.SubprocessError) as e:
@@ -71,7 +72,14 @@ def lib():
                 for name, args in SIGNATURES.items():
                     fn = getattr(_lib, name)
                     fn.argtypes, fn.restype = args, None
+                set_exact(os.environ.get("RWKVLITE_EXACT", "") == "1")
     return _lib
+
+
+def set_exact(exact: bool) -> None:
+    """Float32 x in every kernel (exact up to float rounding) instead of the int16-x fast path."""
+    if _lib is not None:
+        ctypes.c_int.in_dll(_lib, "int16_x").value = 0 if exact else 1
 
 
 def ptr(a) -> int | None:
