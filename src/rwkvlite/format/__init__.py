@@ -31,7 +31,8 @@ def save(path, config: dict, tensors: dict[str, np.ndarray], encoded: dict[str, 
         if name in encoded:
             entry, parts = encoded.pop(name)
         elif np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_:
-            entry, parts = encode_int(value)
+            signs = value.dtype != np.bool_ and value.size and np.all(np.abs(value) == 1)
+            entry, parts = encode_int(value, step=2 if signs else 1)  # +-1 signs: one bit each
         elif name in transpose:
             entry, parts = transposed(encode_dense(np.ascontiguousarray(value.T), dense_dtype))
         else:

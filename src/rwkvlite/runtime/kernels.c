@@ -198,8 +198,18 @@ void axpy_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, 
         const uint8_t *q = Q + r * qstride, *z = Z + r * zstride;
         for (int64_t g = 0; g < ngroups; g++) {
             float s = a[i] * (float)S[r * ngroups + g], zero = (float)code_at(z, g, bits);
-            for (int64_t c = g * group; c < cols && c < (g + 1) * group; c++)
-                y[c] += s * ((float)(bits == 8 ? q[c] : code_at(q, c, bits)) - zero);
+            int64_t c = g * group, c1 = (g + 1) * group < cols ? (g + 1) * group : cols;
+#ifdef HAVE_F16C
+            if ((bits == 8 || bits <= 4) && (group & 7) == 0) {
+                const __m256i shifts = _mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 4 * bits, 5 * bits, 6 * bits, 7 * bits);
+                const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+                const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(zero);
+                for (; c + 8 <= c1; c += 8)
+                    _mm256_storeu_ps(y + c, _mm256_fmadd_ps(vs, _mm256_sub_ps(sq_codes8(q, c, bits, shifts, mask), vz),
+                                                            _mm256_loadu_ps(y + c)));
+            }
+#endif
+            for (; c < c1; c++) y[c] += s * ((float)code_at(q, c, bits) - zero);
         }
     }
 }
