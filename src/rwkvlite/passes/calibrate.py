@@ -38,6 +38,36 @@ def self_generated_tokens(model, n_seq: int, seq_len: int, seed: int = 0, temper
     return tokens
 
 
+@torch.no_grad()
+def run_observed(model, tokens: torch.Tensor, hooks: list, batch: int = 8) -> None:
+    """Run the model over tokens [N, T] in batches with temporary hooks: (module, fn, "pre")
+    for forward pre-hooks fn(module, inputs), (module, fn, "post") for fn(module, inputs, output)."""
+    handles = [m.register_forward_pre_hook(fn) if kind == "pre" else m.register_forward_hook(fn)
+               for m, fn, kind in hooks]
+    try:
+        for s in range(0, tokens.shape[0], batch):
+            model(tokens[s:s + batch])
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def fit_samples(params, n: int, loss_of, steps: int, lr: float, batch: int, seed: int = 0) -> list[float]:
+    """Adam on random minibatches of n precomputed samples; loss_of(indices) -> scalar loss.
+    The small heads the passes train (predictor MLPs, cluster scorer) all fit this way."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = loss_of(torch.randint(n, (min(batch, n),), generator=g))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return losses
+
+
 def _run_block(block, config, x, v_first, batch):
     """Block over x [N, T, C] from an empty state, in batches; returns (outputs, v_first)."""
     outs, firsts = [], []

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .calibrate import fit_samples, run_observed
+
 
 def kmeans(x: torch.Tensor, k: int, iters: int = 30, seed: int = 0) -> torch.Tensor:
     """Plain k-means (k-means++ seeding, deterministic under seed); returns labels [N]."""
@@ -106,32 +108,21 @@ def cluster_mass(logits: torch.Tensor, cluster: torch.Tensor, k: int) -> torch.T
 def train_scorer(head: ClusteredHead, features: torch.Tensor, steps: int = 300, lr: float = 3e-3,
                  batch: int = 1024, seed: int = 0) -> list[float]:
     """Fit the scorer by KL(q || s) on features h [N, C] (ln_out outputs); returns the loss curve."""
-    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         q = cluster_mass(features @ head.weight.T, head.cluster, head.n_clusters)
-    opt = torch.optim.Adam(head.scorer.parameters(), lr=lr)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(len(features), (min(batch, len(features)),), generator=g)
-        log_s = torch.log_softmax(head.scorer(features[idx]).float(), -1)
-        loss = F.kl_div(log_s, q[idx], reduction="batchmean")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
+
+    def loss_of(idx):
+        return F.kl_div(torch.log_softmax(head.scorer(features[idx]).float(), -1), q[idx], reduction="batchmean")
+
+    return fit_samples(head.scorer.parameters(), len(features), loss_of, steps, lr, batch, seed)
 
 
 @torch.no_grad()
 def head_features(model, tokens: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """ln_out outputs [N*T, C] on calibration tokens (the head's inputs)."""
     feats = []
-    hook = model.head.register_forward_pre_hook(lambda m, inp: feats.append(inp[0].reshape(-1, inp[0].shape[-1])))
-    try:
-        for s in range(0, tokens.shape[0], batch):
-            model(tokens[s:s + batch])
-    finally:
-        hook.remove()
+    run_observed(model, tokens, [(model.head, lambda m, inp: feats.append(inp[0].reshape(-1, inp[0].shape[-1])),
+                                  "pre")], batch)
     return torch.cat(feats).float()
 
 
@@ -148,8 +139,7 @@ def cluster_head(model, tokens: torch.Tensor, k: int = 200, p: float = 0.95, min
     with torch.no_grad():
         head.weight.copy_(W)
         head.cluster.copy_(cluster)
-    with torch.enable_grad():
-        losses = train_scorer(head, feats[:n_fit], steps=steps)
+    losses = train_scorer(head, feats[:n_fit], steps=steps)
     with torch.no_grad():
         held = feats[n_fit:]
         q = cluster_mass(held @ head.weight.T, cluster, n)

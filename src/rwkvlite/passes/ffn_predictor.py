@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .calibrate import fit_samples, run_observed
+
 
 class PredictedKey(nn.Module):
     def __init__(self, in_features: int, out_features: int, hidden: int = 64, quant_bits: int = 1):
@@ -86,21 +88,15 @@ def layer_stats(active_true: torch.Tensor, predicted: torch.Tensor) -> dict:
 def train_mlp(key: PredictedKey, x: torch.Tensor, labels: torch.Tensor, steps: int = 400, lr: float = 3e-3,
               batch: int = 512, seed: int = 0) -> list[float]:
     """Positive-weighted BCE (pos_weight = inactive/active, so both classes count alike)."""
-    g = torch.Generator().manual_seed(seed)
     pos = labels.float().mean().clamp(1e-3, 1 - 1e-3)
     pos_weight = ((1 - pos) / pos).expand(labels.shape[1])
-    params = list(key.mlp1.parameters()) + list(key.mlp2.parameters())
-    opt = torch.optim.Adam(params, lr=lr)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(len(x), (min(batch, len(x)),), generator=g)
+
+    def loss_of(idx):
         logits = key.mlp2(torch.relu(key.mlp1(x[idx])))
-        loss = F.binary_cross_entropy_with_logits(logits, labels[idx].float(), pos_weight=pos_weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
+        return F.binary_cross_entropy_with_logits(logits, labels[idx].float(), pos_weight=pos_weight)
+
+    params = list(key.mlp1.parameters()) + list(key.mlp2.parameters())
+    return fit_samples(params, len(x), loss_of, steps, lr, batch, seed)
 
 
 @torch.no_grad()
@@ -121,14 +117,8 @@ def choose_keep(key: PredictedKey, x: torch.Tensor, labels: torch.Tensor, target
 def collect_key_inputs(model, tokens: torch.Tensor, batch: int = 8) -> dict[int, torch.Tensor]:
     """x' (the input of every channel-mix key) per layer, [N*T, C], on calibration tokens."""
     inputs: dict[int, list] = {i: [] for i in range(len(model.blocks))}
-    hooks = [b.ffn.key.register_forward_pre_hook(lambda m, inp, i=i: inputs[i].append(inp[0].reshape(-1, inp[0].shape[-1])))
-             for i, b in enumerate(model.blocks)]
-    try:
-        for s in range(0, tokens.shape[0], batch):
-            model(tokens[s:s + batch])
-    finally:
-        for h in hooks:
-            h.remove()
+    run_observed(model, tokens, [(b.ffn.key, lambda m, inp, i=i: inputs[i].append(inp[0].reshape(-1, inp[0].shape[-1])),
+                                  "pre") for i, b in enumerate(model.blocks)], batch)
     return {i: torch.cat(v).float() for i, v in inputs.items()}
 
 
@@ -150,8 +140,7 @@ def ffn_predictors(model, tokens: torch.Tensor, hidden: int = 64, quant_bits: in
             key.qsign, scale = quantized_copy(W.float(), quant_bits)
             key.qscale.copy_(scale)
             key.threshold.fill_(threshold)
-        with torch.enable_grad():
-            train_mlp(key, x[:n_fit], labels[:n_fit], steps=steps)
+        train_mlp(key, x[:n_fit], labels[:n_fit], steps=steps)
         key.keep.fill_(choose_keep(key, x[:n_fit], labels[:n_fit], target_recall))
         with torch.no_grad():
             held_x, held = x[n_fit:], labels[n_fit:]

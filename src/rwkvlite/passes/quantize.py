@@ -24,7 +24,7 @@ import torch
 from ..format.encodings import encode_sq, encode_vq, stored_bytes, transposed
 from ..model.common import token_shift
 from ..model.inspect import group_of
-from .calibrate import quantize_blockwise
+from .calibrate import quantize_blockwise, run_observed
 from .gptq import GPTQResult, gptq, rtn
 from .grids import ScalarGrid, VectorGrid
 from .proxy import PROXY_DTYPE, choose, coarse_proxy, fine_proxy, thresholds_for_share
@@ -104,19 +104,16 @@ def shift_energy(model, tokens: torch.Tensor, batch: int = 8) -> dict[str, torch
     """E[dx^2] per channel of the token-shift difference entering each block's time-mix
     (ln1 output) and channel-mix (ln2 output), on the calibration tokens."""
     sums: dict[str, torch.Tensor] = {}
-    hooks = []
-    for i, block in enumerate(model.blocks):
-        for ln, part in (("ln1", "att"), ("ln2", "ffn")):
-            def hook(mod, inp, out, key=f"blocks.{i}.{part}"):
-                dx = token_shift(out, torch.zeros_like(out[:, 0])) - out
-                sums[key] = sums.get(key, 0) + dx.double().pow(2).sum((0, 1))
-            hooks.append(getattr(block, ln).register_forward_hook(hook))
-    try:
-        for s in range(0, tokens.shape[0], batch):
-            model(tokens[s:s + batch])
-    finally:
-        for h in hooks:
-            h.remove()
+
+    def observe(key):
+        def hook(mod, inp, out):
+            dx = token_shift(out, torch.zeros_like(out[:, 0])) - out
+            sums[key] = sums.get(key, 0) + dx.double().pow(2).sum((0, 1))
+        return hook
+
+    run_observed(model, tokens, [(getattr(block, ln), observe(f"blocks.{i}.{part}"), "post")
+                                 for i, block in enumerate(model.blocks)
+                                 for ln, part in (("ln1", "att"), ("ln2", "ffn"))], batch)
     return {k: v / tokens.numel() for k, v in sums.items()}
 
 
