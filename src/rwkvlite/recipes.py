@@ -25,10 +25,11 @@ import torch
 from tqdm import tqdm
 
 from . import format as compressed
-from .compress import calibration_set
 from .errors import DataError, RWKVLiteError
+from .eval.data import read_text
 from .loaders import load_model
 from .passes import cluster_head, embedding_cache, ffn_predictor, lowrank
+from .passes.calibrate import calibration_tokens, self_generated_tokens
 from .passes.quantize import QuantConfig, quantize_model, round_to_nearest
 from .tokenizer import tokenizer_for
 from .utils.paths import expand
@@ -43,6 +44,36 @@ PRESETS = {
     "lite-int8": LITE + [{"int": {"bits": 8}}],
     "lite-int4": LITE + [{"int": {"bits": 4, "group_size": 64}}],
 }
+
+
+def calibration_set(model, calibration: str, n_seq: int, seq_len: int, tokenizer=None, seed: int = 0,
+                    text: str | None = None) -> torch.Tensor:
+    """Calibration tokens [n_seq, seq_len]: 'self' (text the model writes itself) or a text
+    file (`text`: its contents, if already read)."""
+    if calibration == "self":
+        return self_generated_tokens(model, n_seq, seq_len, seed=seed)
+    path = expand(calibration)
+    tok = tokenizer or tokenizer_for(model.config)
+    try:
+        return calibration_tokens(tok, text if text is not None else read_text(path), n_seq, seq_len)
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
+
+
+def check_config(**options) -> QuantConfig:
+    """QuantConfig from user options, with a one-line error for a bad value."""
+    try:
+        return QuantConfig(**options)
+    except (TypeError, ValueError) as e:
+        raise RWKVLiteError(f"quantize: {e}") from None
+
+
+def check_int(bits: int = 8, group_size: int = 128) -> None:
+    """The int pass's options, checked (one-line errors)."""
+    if not 2 <= bits <= 8:
+        raise RWKVLiteError(f"int pass: bits must be 2 to 8, not {bits}")
+    if group_size < 1:
+        raise RWKVLiteError(f"int pass: group_size must be at least 1, not {group_size}")
 
 
 def load_recipe(recipe: str | list) -> list[dict]:
@@ -62,6 +93,13 @@ def load_recipe(recipe: str | list) -> list[dict]:
     for step in passes:
         if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in PASSES:
             raise RWKVLiteError(f"recipe step {step!r}: expected one of {{{', '.join(PASSES)}: options}}")
+        (name, options), = step.items()
+        check = {"quantize": check_config, "int": check_int}.get(name)
+        if check:  # fail before any model is loaded
+            try:
+                check(**options)
+            except TypeError as e:
+                raise RWKVLiteError(f"{name} pass: {e}") from None
     return copy.deepcopy(passes)
 
 
@@ -84,18 +122,17 @@ def _recover(model, ctx, steps: int = 150, lr: float = 1e-3, ctx_len: int = 256,
 
 
 def _quantize(model, ctx, **options):
-    try:
-        cfg = QuantConfig(**options)
-    except (TypeError, ValueError) as e:
-        raise RWKVLiteError(f"quantize pass: {e}") from None
-    report, encoded = quantize_model(model, ctx["tokens"](), cfg)
+    cfg = check_config(**options)
+    tokens = ctx["tokens"]()
+    bar = tqdm(total=model.config.n_layer, desc=f"{cfg.method} {cfg.bits}-bit", unit="block", file=sys.stderr,
+               disable=not ctx["progress"], leave=False)
+    report, encoded = quantize_model(model, tokens, cfg, progress=lambda i, n: bar.update(1))
+    bar.close()
     ctx["encoded"].update(encoded)
     return {"pass": "quantize", **report}
 
 
 def _int(model, ctx, bits: int = 8, group_size: int = 128):
-    if not 2 <= bits <= 8:
-        raise RWKVLiteError(f"int pass: bits must be 2 to 8, not {bits}")
     report, encoded = round_to_nearest(model, bits, group_size, transpose=value_columns(model))
     ctx["encoded"].update(encoded)
     return report
@@ -125,19 +162,19 @@ def compress(model_path, out, recipe="lite", calibration: str = "self", n_seq: i
     passes = load_recipe(recipe)
     model = load_model(model_path, device=device)
     tok = tokenizer_for(model.config, tokenizer) if tokenizer or calibration != "self" else None
+    text = read_text(expand(calibration)) if calibration != "self" else None  # a bad file fails here, once
     cache = {}
 
     def tokens():  # calibration tokens, from the model as it is when a pass first needs them
         if "tokens" not in cache:
-            cache["tokens"] = calibration_set(model, calibration, n_seq, seq_len, tok).to(model.emb.weight.device)
+            cache["tokens"] = calibration_set(model, calibration, n_seq, seq_len, tok, text=text).to(
+                model.emb.weight.device)
         return cache["tokens"]
 
     ctx = {"tokens": tokens, "calibration": calibration, "tokenizer": lambda: tok or tokenizer_for(model.config, tokenizer),
            "original": lambda: load_model(model_path, device=device), "encoded": {}, "progress": progress}
     reports = []
-    structure = {}  # a compressed source keeps its rebuilt modules; new passes add theirs
-    if compressed.is_compressed(model_path):
-        structure = dict(compressed.container.read(model_path, verify=False)[0].get("structure") or {})
+    structure = dict(model.source.get("structure", {}))  # a compressed source keeps its rebuilt modules
     bar = tqdm(passes, desc="compress", unit="pass", file=sys.stderr, disable=not progress)
     for step in bar:
         (name, options), = step.items()

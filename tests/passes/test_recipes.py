@@ -65,6 +65,9 @@ def test_recipe_errors(tiny, tmp_path):
     bad.write_text(json.dumps({"passes": [{"prune": {}}]}))
     with pytest.raises(RWKVLiteError, match="expected one of"):
         load_recipe(str(bad))
+    bad.write_text(json.dumps({"passes": [{"int": {"bits": 12}}]}))
+    with pytest.raises(RWKVLiteError, match="bits must be 2 to 8"):
+        load_recipe(str(bad))  # checked before any model is loaded
     path, _ = tiny
     r = run_cli("compress", path, "-o", tmp_path / "x", "--recipe", "lite")  # recover needs text
     assert r.returncode == 2 and "recover pass trains on text" in r.stderr and "Traceback" not in r.stderr
