@@ -5,7 +5,7 @@ manifest, so any safetensors reader can list its arrays, and ours can memory-map
   metadata["format_version"]  FORMAT_VERSION; readers refuse any other
   metadata["manifest"]        JSON: config, tokenizer, tensors (name -> encoding entry with
                               its array keys), recipe, report, data_crc32
-  metadata["manifest_crc32"]  CRC-32 of the manifest text
+  metadata["manifest_crc32"]  CRC-32 of the manifest text ("0x%08x", space-padded)
 
 Arrays are written by the safetensors library (each aligned to its dtype's size). Reading
 parses the 8-byte length + JSON header directly and maps the data with numpy.memmap, so
@@ -46,18 +46,36 @@ def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 24) -> int:
     return crc
 
 
+DATA_CRC_SLOT = "@data-crc32@"  # 12 characters: becomes "0x" + 8 hex digits + 2 spaces
+MANIFEST_CRC_SLOT = "@manifest-crc32@"  # 16 characters: becomes "0x" + 8 hex digits + 6 spaces
+
+
+def _crc_text(crc: int, width: int) -> str:
+    return f"0x{crc:08x}".ljust(width)
+
+
 def write(path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically write arrays + manifest; the data checksum is added to the manifest."""
+    """Atomically write arrays + manifest. The two checksums are written as fixed-width
+    placeholders, then the data is read back once for its CRC and the header patched in place
+    (same length), so the file is written once."""
     from safetensors.numpy import save_file
 
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    text = json.dumps({**manifest, "data_crc32": DATA_CRC_SLOT}, sort_keys=True)
     with atomic_path(path) as tmp:
-        for _ in range(2):  # pass 1 learns the data CRC, pass 2 writes it into the manifest
-            text = json.dumps(manifest, sort_keys=True)
-            save_file(arrays, tmp, metadata={"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                                             "manifest": text, "manifest_crc32": str(zlib.crc32(text.encode()))})
-            start, _ = _header(tmp)
-            manifest = {**manifest, "data_crc32": crc32_of_file(tmp, start, os.path.getsize(tmp))}
+        save_file(arrays, tmp, metadata={"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                                         "manifest": text, "manifest_crc32": MANIFEST_CRC_SLOT})
+        start, _ = _header(tmp)
+        data_crc = _crc_text(crc32_of_file(tmp, start, os.path.getsize(tmp)), len(DATA_CRC_SLOT))
+        manifest_crc = _crc_text(zlib.crc32(text.replace(DATA_CRC_SLOT, data_crc).encode()), len(MANIFEST_CRC_SLOT))
+        with open(tmp, "r+b") as f:
+            head = f.read(start)
+            for slot, value in ((DATA_CRC_SLOT, data_crc), (MANIFEST_CRC_SLOT, manifest_crc)):
+                if head.count(slot.encode()) != 1:
+                    raise RuntimeError(f"checksum slot {slot} is not unique in the header")
+                head = head.replace(slot.encode(), value.encode())
+            f.seek(0)
+            f.write(head)
 
 
 def _header(path: str) -> tuple[int, dict]:
@@ -97,7 +115,7 @@ def read(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
         raise CheckpointError(f"{path}: compressed-file version {meta.get('format_version')!r} is not supported "
                               f"(this rwkvlite reads version {FORMAT_VERSION}); upgrade rwkvlite or re-compress")
     text = meta.get("manifest", "")
-    if str(zlib.crc32(text.encode())) != meta.get("manifest_crc32"):
+    if _crc_text(zlib.crc32(text.encode()), len(MANIFEST_CRC_SLOT)) != meta.get("manifest_crc32"):
         raise CheckpointError(f"{path}: corrupt compressed file (manifest checksum mismatch)")
     manifest = json.loads(text)
     size = os.path.getsize(path)
@@ -110,7 +128,7 @@ def read(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
     if start + expected != size:
         raise CheckpointError(f"{path}: truncated or corrupt compressed file: {size} bytes, "
                               f"the header describes {start + expected}")
-    if verify and crc32_of_file(path, start, size) != manifest.get("data_crc32"):
+    if verify and _crc_text(crc32_of_file(path, start, size), len(DATA_CRC_SLOT)) != manifest.get("data_crc32"):
         raise CheckpointError(f"{path}: corrupt compressed file (data checksum mismatch)")
     arrays = {}
     if expected:
