@@ -28,10 +28,7 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -
     for t in rng.integers(1, vocab, prompt_tokens):
         logits, state = rt.step(int(t), state)
     prefill_s = time.perf_counter() - start
-    rt.tokens = 0
-    for b in rt.blocks:
-        b.active_total = 0
-    rt.head.rows_total = 0
+    rt.reset_counters()
     start = time.perf_counter()
     for _ in range(gen_tokens):
         logits, state = rt.step(int(np.argmax(logits)), state)

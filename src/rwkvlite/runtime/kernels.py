@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ def build() -> str | None:
     target = os.path.join(folder, f"kernels-{digest}.so")
     if os.path.exists(target):
         return target
-    compiler = os.environ.get("CC", "cc")
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)

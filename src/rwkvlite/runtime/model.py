@@ -84,16 +84,31 @@ class Linear:
         return y + x * self.diag if self.diag is not None else y
 
 
+def row_combination(A, x) -> np.ndarray:
+    """x @ A for A stored [in, out] (LoRA factors, transposed matrices): an axpy over A's rows."""
+    y = np.zeros(A.cols, np.float32)
+    A.axpy(x, y)
+    return y
+
+
 class Lora:
-    """x @ A (A stored [in, r]) as an axpy over A's rows."""
+    """x @ A for a LoRA-like factor stored [in, r]."""
 
     def __init__(self, w: Weights, name: str):
         self.A = w.mat(name)
 
     def __call__(self, x):
-        y = np.zeros(self.A.cols, np.float32)
-        self.A.axpy(x, y)
-        return y
+        return row_combination(self.A, x)
+
+
+class DenseCopy:
+    """An n-bit predictor copy decoded once (small models only): W x."""
+
+    def __init__(self, W: np.ndarray):
+        self.W = W
+
+    def mv(self, x):
+        return self.W @ x
 
 
 class Predictor:
@@ -108,8 +123,7 @@ class Predictor:
         if spec["quant_bits"] == 1 and entry.get("step") == 2 and entry["shape"][1] % 8 == 0:
             self.copy = SignBits(entry, arrays, scale)
         else:  # n-bit copies: decoded once (small models only)
-            dense = decode(entry, arrays).astype(np.float32) * scale[:, None]
-            self.copy = type("DenseCopy", (), {"mv": staticmethod(lambda x: dense @ x)})
+            self.copy = DenseCopy(decode(entry, arrays).astype(np.float32) * scale[:, None])
         self.n = entry["shape"][0]
 
     def active(self, x) -> np.ndarray:
@@ -179,23 +193,19 @@ class Block:
         xk = (xf + dx * self.x_k).astype(np.float32)
         if self.predictor is None:
             h = np.maximum(self.fk.mv(xk), 0) ** 2
-            out = self.fv.mv(h) if not self.fv.transposed else _axpy_all(self.fv, h)
+            out = self.fv.mv(h) if not self.fv.transposed else row_combination(self.fv, h)
         else:
             rows = self.predictor.active(xk)
             self.active_total += len(rows)
             h = np.maximum(self.fk.mv(xk, rows), 0) ** 2
-            out = np.zeros_like(x)
-            if self.fv.transposed:
+            if self.fv.transposed:  # rwkvlite's files: value columns of the active neurons only
+                out = np.zeros_like(x)
                 self.fv.axpy(h, out, rows)
-            else:
-                out = self.fv.dense_rows(np.arange(self.fv.rows))[:, rows] @ h
+            else:  # a value matrix stored [C, F]: every row is read, inactive neurons weigh 0
+                full = np.zeros(self.fv.cols, np.float32)
+                full[rows] = h
+                out = self.fv.mv(full)
         return (x + out).astype(np.float32), v_first
-
-
-def _axpy_all(m, h):
-    y = np.zeros(m.cols, np.float32)
-    m.axpy(h, y)
-    return y
 
 
 class Head:
@@ -269,6 +279,12 @@ class Runtime:
             x, v_first = block(x, st, v_first)
         self.tokens += 1
         return self.head(layer_norm(x, *self.ln_out).astype(np.float32)), state
+
+    def reset_counters(self) -> None:
+        """Start counting tokens, active FFN neurons and head rows afresh (bytes_read_per_token)."""
+        self.tokens = self.head.rows_total = 0
+        for b in self.blocks:
+            b.active_total = 0
 
     def bytes_read_per_token(self) -> dict:
         """Weight bytes read per token so far (mean): what the bandwidth bound is computed from."""
