@@ -4,6 +4,7 @@ Each class wraps one tensor's encoding entry and its memory-mapped arrays and of
   mv(x, rows=None)       W[rows] @ x                 (rows: int32 indices, None = all)
   axpy(a, y, rows=None)  y += a @ W[rows]            (rows of a stored-transposed matrix)
   dense_rows(rows)       the rows dequantised (embedding lookups, numpy fallback)
+A matrix stored transposed (entry "transposed") is the stored W^T: its rows are W's columns.
 Only the rows asked for are read, so an unread row's pages never enter RAM.
 """
 from __future__ import annotations
@@ -21,6 +22,9 @@ def _rows32(rows):
 
 class Matrix:
     def __init__(self, entry: dict, arrays: dict):
+        # transposed: the arrays hold W^T, and this object is that stored matrix (use axpy)
+        self.transposed = bool(entry.get("transposed"))
+        entry = {k: v for k, v in entry.items() if k != "transposed"}
         self.entry, self.arrays = entry, arrays
         shape = entry["shape"]
         self.rows, self.cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, shape[0])
@@ -30,7 +34,6 @@ class Matrix:
         rows = np.asarray(rows)
         sub = {k: (v if k in ("codebook", "codebook_scale", "perm") else v[rows]) for k, v in self.arrays.items()}
         entry = {**self.entry, "shape": [len(rows), self.cols]}
-        entry.pop("transposed", None)
         return decode(entry, sub).reshape(len(rows), self.cols)
 
     def _count(self, rows):

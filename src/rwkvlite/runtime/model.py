@@ -51,15 +51,7 @@ class Weights:
         return decode(*self.parts(name)).astype(np.float32).reshape(-1)
 
     def mat(self, name):
-        entry, arrays = self.parts(name)
-        if entry.get("transposed"):
-            entry = {k: v for k, v in entry.items() if k != "transposed"}
-            m = matrix(entry, arrays)
-            m.transposed = True
-            return m
-        m = matrix(entry, arrays)
-        m.transposed = False
-        return m
+        return matrix(*self.parts(name))
 
 
 class Linear:
