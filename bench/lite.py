@@ -12,7 +12,7 @@ Columns: stored MB and weight MB resident while generating (eval/memory.py: meas
 counts on the evaluation text), each as a ratio to fp16; MB read per token; WikiText-2
 token ppl and bits/byte; LAMBADA accuracy; KL(original || compressed) and top-1 agreement.
 
-usage: python bench/lite.py [--models PATH ...] [--json out.json]
+usage: python bench/lite.py [--models PATH ...] [--only VARIANT ...] [--keep DIR [--reuse]] [--json out.json]
 """
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ import tempfile
 import time
 
 from rwkvlite import eval as ev
+from rwkvlite.errors import RWKVLiteError
 from rwkvlite.eval.memory import accounting, reset_access_stats
+from rwkvlite.format.container import read as read_file
 from rwkvlite.loaders import load_model
 from rwkvlite.recipes import compress
 from rwkvlite.tokenizer import tokenizer_for
@@ -45,6 +47,14 @@ def variants(recover_steps: int) -> list[tuple[str, str | None, list]]:
             ("lite", "lowrank", [{"ffn_predictor": {}}, {"cluster_head": {}}, {"fold_ln0": {}}]),
             ("lite-int8", "lite", [{"int": {"bits": 8}}]),
             ("lite-int4", "lite", [{"int": {"bits": 4, "group_size": 64}}])]
+
+
+def _manifest(path) -> dict | None:
+    """The file's manifest if it reads back valid, else None (rebuild it)."""
+    try:
+        return read_file(path)[0]
+    except RWKVLiteError:
+        return None
 
 
 def evaluate(path, original, tok, text, items, cache_rows) -> dict:
@@ -70,6 +80,8 @@ def main():
     ap.add_argument("--lambada", type=int, default=300)
     ap.add_argument("--only", nargs="*", default=None, help="variant names to run")
     ap.add_argument("--keep", default=None, help="folder to keep the compressed files in")
+    ap.add_argument("--reuse", action="store_true",
+                    help="use a file already in --keep when it reads back valid instead of rebuilding it")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     text = ev.read_text(shared_path("data", "wikitext-2-raw", "wiki.test.raw"))[:args.text_bytes]
@@ -90,11 +102,17 @@ def main():
                 continue
             out = os.path.join(folder, f"{name}-{variant}.rwkvlite")
             start = time.perf_counter()
-            src = files.get(built_on, model_path)
-            report = compress(src, out, recipe, calibration=args.calibration, n_seq=args.calib_seqs,
-                              seq_len=args.calib_len, progress=False)
+            manifest = _manifest(out) if args.reuse and args.keep and os.path.exists(out) else None
+            if manifest:
+                report = manifest.get("report") or {}
+                build_s = None
+            else:
+                src = files.get(built_on, model_path)
+                report = compress(src, out, recipe, calibration=args.calibration, n_seq=args.calib_seqs,
+                                  seq_len=args.calib_len, progress=False)
+                build_s = time.perf_counter() - start
             files[variant] = out
-            r = {"model": name, "variant": variant, "build_s": time.perf_counter() - start, "passes": report["passes"],
+            r = {"model": name, "variant": variant, "build_s": build_s, "passes": report.get("passes"),
                  **evaluate(out, original, tok, text, items, args.cache_rows)}
             m = r["memory"]["total"]
             base = base if variant != "fp16" else m
@@ -103,7 +121,7 @@ def main():
             print(f"{name:<16} {variant:<14} {m['stored'] / 1e6:>9.2f} {r['stored_ratio']:>6.2f} "
                   f"{m['resident'] / 1e6:>11.2f} {r['resident_ratio']:>6.2f} {m['read_per_token'] / 1e6:>11.2f} "
                   f"{r['ppl']:>9.2f} {r['bits_per_byte']:>7.4f} {r['lambada_acc']:>6.4f} {r['kl']:>7.4f} "
-                  f"{r['top1']:>6.3f} {r['build_s']:>7.0f}", flush=True)
+                  f"{r['top1']:>6.3f} {'reused' if build_s is None else f'{build_s:.0f}':>7}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -10,9 +10,10 @@ For each shape: a random fp16 checkpoint (bench/make_random_model.py), compresse
 then each file is benchmarked by `rwkvlite bench FILE` in a fresh process (no PyTorch
 imported): file size, peak RSS while generating --gen-tokens tokens, decode ms/token,
 weight bytes read per token, and the ratio of decode time to the bandwidth bound
-(bytes read / read bandwidth, the bandwidth measured here, one thread, like the kernels).
+(bytes read / read bandwidth, the bandwidth measured here with as many threads as the kernels).
 
-usage: python bench/runtime.py [--shapes 0.1b 0.4b] [--recipes fp16 int8 rwkvquant lite-3bit] [--json out.json]
+usage: python bench/runtime.py [--shapes 0.1b 0.4b] [--recipes fp16 int8 rwkvquant lite-3bit]
+                               [--threads N] [--keep DIR] [--json out.json]
 """
 from __future__ import annotations
 
@@ -37,11 +38,18 @@ RECIPES = {
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def read_bandwidth_gbs(mib: int = 512, repeat: int = 5) -> float:
-    """One thread summing a buffer that does not fit in cache: bytes / best time."""
+def read_bandwidth_gbs(threads: int | None, mib: int = 512, repeat: int = 5) -> float:
+    """The kernels' threads summing a buffer that does not fit in cache: bytes / best time
+    (numpy's one-thread sum without the C kernels)."""
+    from rwkvlite.runtime import kernels
+
     a = np.ones(mib * 2**20 // 4, np.float32)
-    best = min(_timed(a.sum) for _ in range(repeat))
-    return a.nbytes / best / 1e9
+    lib = kernels.lib()
+    if lib is None:
+        return a.nbytes / min(_timed(a.sum) for _ in range(repeat)) / 1e9
+    if threads:
+        lib.set_threads(threads)
+    return a.nbytes / min(_timed(lambda: lib.read_sum(kernels.ptr(a), a.size)) for _ in range(repeat)) / 1e9
 
 
 def _timed(fn):
@@ -55,16 +63,20 @@ def main():
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES))
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES))
     ap.add_argument("--gen-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=None, help="kernel threads (default: one per core)")
     ap.add_argument("--keep", default=None, help="folder to keep the files in")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    bandwidth = read_bandwidth_gbs()
-    print(f"read bandwidth (one thread): {bandwidth:.1f} GB/s", flush=True)
+    from rwkvlite.runtime import kernels
+
+    bandwidth = read_bandwidth_gbs(args.threads)
+    threads = kernels.threads()
+    print(f"read bandwidth ({threads} threads): {bandwidth:.1f} GB/s", flush=True)
     folder = args.keep or tempfile.mkdtemp()
     os.makedirs(folder, exist_ok=True)
     rows = []
-    print(f"{'shape':<6} {'recipe':<10} {'file MB':>8} {'peak RSS MiB':>12} {'ms/token':>9} {'MB read/tok':>11} "
-          f"{'bound ms':>8} {'x bound':>7} {'build s':>8}", flush=True)
+    print(f"{'shape':<6} {'recipe':<10} {'file MB':>8} {'peak RSS MiB':>12} {'anon+file MiB':>13} {'ms/token':>9} "
+          f"{'MB read/tok':>11} {'bound ms':>8} {'x bound':>7} {'build s':>8}", flush=True)
     for shape in args.shapes:
         layers, width = SHAPES[shape]
         src = os.path.join(folder, f"rwkv7-{shape}.pth")
@@ -83,7 +95,7 @@ def main():
             build_s = time.perf_counter() - start
             result = os.path.join(folder, f"{shape}-{name}.json")
             r = subprocess.run([sys.executable, "-m", "rwkvlite.cli", "bench", out, "--gen-tokens", str(args.gen_tokens),
-                                "--json", result], capture_output=True, text=True)
+                                "--threads", str(threads), "--json", result], capture_output=True, text=True)
             if r.returncode:
                 sys.exit(r.stderr)
             f = json.load(open(result))[0]["figures"]
@@ -91,7 +103,8 @@ def main():
             row = {"shape": shape, "recipe": name, "build_s": build_s, "bandwidth_gbs": bandwidth,
                    "bound_ms": bound_ms, "x_bound": f["decode_ms_per_token"] / bound_ms, **f}
             rows.append(row)
-            print(f"{shape:<6} {name:<10} {f['file_bytes'] / 1e6:>8.1f} {f['peak_rss_generate_mib']:>12.0f} "
+            split = f"{f['rss_end_anon_mib']:.0f}+{f['rss_end_file_mib']:.0f}"
+            print(f"{shape:<6} {name:<10} {f['file_bytes'] / 1e6:>8.1f} {f['peak_rss_generate_mib']:>12.0f} {split:>13} "
                   f"{f['decode_ms_per_token']:>9.2f} {f['bytes_read_per_token'] / 1e6:>11.2f} {bound_ms:>8.2f} "
                   f"{row['x_bound']:>7.2f} {build_s:>8.0f}", flush=True)
     if args.json:

@@ -202,11 +202,17 @@ def cmd_bench(args) -> None:
     if is_compressed(args.model):  # the lean runtime, in this torch-free process
         from .runtime.bench import bench as lean_bench
 
+        if args.threads:
+            os.environ["RWKVLITE_THREADS"] = str(args.threads)
         f = lean_bench(args.model, gen_tokens=args.gen_tokens)
-        print(f"lean runtime ({f['kernels']} kernels): load {f['load_s']:.2f} s   decode {f['decode_ms_per_token']:.2f} "
-              f"ms/token ({f['decode_tokens_per_s']:.1f} tok/s)   reads {f['bytes_read_per_token'] / 1e6:.2f} MB/token")
+        print(f"lean runtime ({f['kernels']} kernels, {f['threads']} threads): load {f['load_s']:.2f} s   decode "
+              f"{f['decode_ms_per_token']:.2f} ms/token ({f['decode_tokens_per_s']:.1f} tok/s)   reads "
+              f"{f['bytes_read_per_token'] / 1e6:.2f} MB/token")
         print(f"peak RSS: before load {f['rss_before_load_mib']:.0f} MiB, loading {f['peak_rss_load_mib']:.0f} MiB, "
               f"generating {f['peak_rss_generate_mib']:.0f} MiB; file {f['file_bytes'] / 1e6:.1f} MB")
+        if f["rss_end_anon_mib"] is not None:
+            print(f"RSS at the end: {f['rss_end_anon_mib']:.0f} MiB anonymous + {f['rss_end_file_mib']:.0f} MiB of "
+                  "memory-mapped file pages (clean, droppable under memory pressure)")
         if args.json:
             from .utils.io import atomic_path
 
@@ -340,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-tokens", dest="gen_tokens", type=int, default=128)
     p.add_argument("--json", default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="kernel threads of the lean runtime (default: one per core)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("report", help="markdown table and PNG plot from result JSON files")
     p.add_argument("results", nargs="+")

@@ -1,6 +1,8 @@
 """Speed and memory of the lean runtime on one compressed file, in this process (which
 must not have imported PyTorch for the RSS to mean anything): load time, peak RSS while
-loading and while generating, decode ms/token, and the weight bytes each token reads."""
+loading and while generating, decode ms/token, and the weight bytes each token reads.
+RSS at the end is split into anonymous memory (the process's own) and pages of the
+memory-mapped file (clean: the kernel can drop and re-read them under memory pressure)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +11,8 @@ import time
 
 import numpy as np
 
-from ..utils.memory import peak_mib, reset_peak
+from ..utils.memory import peak_mib, reset_peak, rss_kib
+from .kernels import lib, threads
 from .model import Runtime
 
 
@@ -34,7 +37,10 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -
         logits, state = rt.step(int(np.argmax(logits)), state)
     decode_s = time.perf_counter() - start
     reads = rt.bytes_read_per_token()
-    return {"load_s": load_s, "rss_before_load_mib": base, "peak_rss_load_mib": load_peak,
+    anon, file = rss_kib("RssAnon"), rss_kib("RssFile")
+    return {"rss_end_anon_mib": anon / 1024 if anon is not None else None,
+            "rss_end_file_mib": file / 1024 if file is not None else None, "threads": threads(),
+            "load_s": load_s, "rss_before_load_mib": base, "peak_rss_load_mib": load_peak,
             "peak_rss_generate_mib": peak_mib(), "peak_per_phase": per_phase,
             "prefill_ms_per_token": 1e3 * prefill_s / prompt_tokens, "decode_ms_per_token": 1e3 * decode_s / gen_tokens,
             "decode_tokens_per_s": gen_tokens / decode_s, "bytes_read_per_token": reads["total"],
@@ -43,6 +49,4 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -
 
 
 def _kernels():
-    from .kernels import lib
-
     return lib() is not None

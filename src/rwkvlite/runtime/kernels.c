@@ -1,5 +1,5 @@
 /* Matrix-vector kernels on packed weights, for the lean runtime (runtime/kernels.py builds
- * this with gcc -O3 -march=native on first use and calls it through ctypes).
+ * this with gcc -O3 -march=native -fopenmp on first use and calls it through ctypes).
  *
  * Layouts are the file's (format/encodings.py): codes are a little-endian bit stream per
  * row, each row starting on a byte boundary; scales and codebook scales are float16.
@@ -7,19 +7,44 @@
  *   vq: w[r][c..c+d) = cscale[c/g] * codebook[c/g][q[r][c/d]][0..d)
  * Every kernel takes an optional row list (rows == NULL: all rows), so the runtime reads
  * only the rows it needs (predicted-active FFN neurons, chosen head clusters, ...).
- *   mv_*    y[i] = W[row_i] . x
- *   axpy_*  y   += sum_i a[i] W[row_i]          (rows of a transposed matrix)
- * Accumulation is float32.
+ *   mv_*    y[i] = W[row_i] . x                 (threads split the rows)
+ *   axpy_*  y   += sum_i a[i] W[row_i]          (rows of a transposed matrix; threads split y)
+ * Accumulation is float32, or int32 within a group on the int16-x path of mv_sq.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#define HAVE_F16C 1  /* gcc converts _Float16 one value at a time otherwise */
+#define HAVE_AVX2 1  /* gcc converts _Float16 one value at a time otherwise */
 #endif
 
 typedef _Float16 f16;
+
+/* a kernel call with fewer multiply-adds than this runs on one thread (thread start-up costs
+ * about as much as ~64K multiply-adds) */
+#define PARALLEL_MIN 65536
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+int threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void set_threads(int n) {
+#ifdef _OPENMP
+    if (n > 0) omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
 
 static inline uint32_t code_at(const uint8_t *row, int64_t j, int bits) {
     int64_t bit = j * bits;
@@ -30,103 +55,64 @@ static inline uint32_t code_at(const uint8_t *row, int64_t j, int bits) {
     return (word >> shift) & ((1u << bits) - 1);
 }
 
-#ifdef HAVE_F16C
-/* codes c..c+8 of a row (c a multiple of 8) as floats; bits 1-4 or 8 */
-static inline __m256 sq_codes8(const uint8_t *q, int64_t c, int bits, __m256i shifts, __m256i mask) {
-    const uint8_t *p = q + (c >> 3) * bits;
-    if (bits == 8) return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-    uint32_t w = p[0];  /* 8 codes of 1-4 bits: exactly `bits` bytes */
-    for (int b = 1; b < bits; b++) w |= (uint32_t)p[b] << (8 * b);
-    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), shifts), mask));
+#ifdef HAVE_AVX2
+/* Unpacking 16 codes of 1-8 bits (2*bits bytes) into 16-bit lanes: a byte shuffle puts the
+ * two bytes holding code j into lane j, a multiply by 2^(16-bits-s) moves the code's top bit
+ * to bit 15 (s: its offset in the pair) and a shift by 16-bits brings it down. */
+typedef struct { __m256i shuffle, mul; int bits; } unpacker;
+
+static unpacker make_unpacker(int bits) {
+    uint8_t sh[32];
+    int16_t mul[16];
+    for (int j = 0; j < 16; j++) {
+        int bit = j * bits, b = bit >> 3, s = bit & 7;
+        sh[2 * j] = (uint8_t)b;
+        sh[2 * j + 1] = s + bits > 8 ? (uint8_t)(b + 1) : 0x80;  /* 0x80: a zero byte */
+        mul[j] = (int16_t)(1u << (16 - bits - s));
+    }
+    unpacker u = {_mm256_loadu_si256((const __m256i *)sh), _mm256_loadu_si256((const __m256i *)mul), bits};
+    return u;
+}
+
+/* codes c..c+16 of a row of `stride` bytes (c a multiple of 16) as uint16 lanes */
+static inline __m256i unpack16(const uint8_t *q, int64_t c, int64_t stride, const unpacker *u) {
+    int64_t at = c / 8 * u->bits;
+    __m128i raw;
+    if (u->bits == 8) return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + at)));
+    if (at + 16 <= stride) {
+        raw = _mm_loadu_si128((const __m128i *)(q + at));
+    } else {  /* the row's last bytes: never read past them */
+        uint8_t tail[16] = {0};
+        memcpy(tail, q + at, 2 * u->bits);
+        raw = _mm_loadu_si128((const __m128i *)tail);
+    }
+    __m256i pairs = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(raw), u->shuffle);
+    return _mm256_srli_epi16(_mm256_mullo_epi16(pairs, u->mul), 16 - u->bits);
+}
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 16 uint16 lanes as two vectors of 8 floats */
+static inline void to_float(__m256i codes, __m256 *lo, __m256 *hi) {
+    *lo = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(codes)));
+    *hi = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(codes, 1)));
 }
 #endif
 
-#ifdef HAVE_F16C
-/* 8- and 4-bit codes times x quantised to int16 per group (x ~ xs[g] * xq, relative error
- * 2^-15): 16 codes per madd instead of 8 per float FMA. Sums of 8 products of at most
- * 255 * 32767 per int32 lane stay far below 2^31 for groups up to 2048. */
-static inline float int_dot(const uint8_t *q, int64_t c0, int64_t c1, int bits, const int16_t *xq) {
-    __m256i acc = _mm256_setzero_si256(), acc1 = acc;
-    const __m128i nib = _mm_set1_epi8(15);
-    for (int64_t c = c0; c < c1; c += 32) {
-        __m128i b0, b1;
-        if (bits == 8) {
-            b0 = _mm_loadu_si128((const __m128i *)(q + c));
-            b1 = _mm_loadu_si128((const __m128i *)(q + c + 16));
-        } else {
-            __m128i raw = _mm_loadu_si128((const __m128i *)(q + c / 2));  /* 16 bytes = 32 codes */
-            __m128i lo = _mm_and_si128(raw, nib), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), nib);
-            b0 = _mm_unpacklo_epi8(lo, hi);  /* codes c..c+16 in order */
-            b1 = _mm_unpackhi_epi8(lo, hi);
-        }
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(b0), _mm256_loadu_si256((const __m256i *)(xq + c))));
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(b1),
-                                                        _mm256_loadu_si256((const __m256i *)(xq + c + 16))));
-    }
-    acc = _mm256_add_epi32(acc, acc1);
-    int32_t lanes[8];
-    _mm256_storeu_si256((__m256i *)lanes, acc);
-    int64_t total = 0;
-    for (int j = 0; j < 8; j++) total += lanes[j];
-    return (float)total;
-}
-#endif
-
-/* one row of sq codes dotted with x; xsum[g] = sum of x over group g; xq/xs: x as int16 per
- * group (NULL: float path only) */
-static float sq_dot(const uint8_t *q, const f16 *scale, const uint8_t *zero, int bits, int64_t group,
-                    int64_t cols, const float *x, const float *xsum, const int16_t *xq, const float *xs) {
-    float total = 0.f;
-    int64_t ngroups = (cols + group - 1) / group;
-    for (int64_t g = 0; g < ngroups; g++) {
-        int64_t c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
-        float acc = 0.f;
-        int64_t c = c0;
-#ifdef HAVE_F16C
-        if (xq && c1 - c0 == group) {
-            acc = xs[g] * int_dot(q, c0, c1, bits, xq);
-            c = c1;
-        }
-#endif
-        if (c < c1 && (bits == 8 || bits <= 4) && (group & 7) == 0) {  /* 8 codes in every `bits` bytes */
-#ifdef HAVE_F16C
-            const __m256i shifts = _mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 4 * bits, 5 * bits, 6 * bits, 7 * bits);
-            const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
-            __m256 v = _mm256_setzero_ps(), v1 = v, v2 = v, v3 = v;  /* 4 chains hide the FMA latency */
-            for (; c + 32 <= c1; c += 32) {
-                v = _mm256_fmadd_ps(sq_codes8(q, c, bits, shifts, mask), _mm256_loadu_ps(x + c), v);
-                v1 = _mm256_fmadd_ps(sq_codes8(q, c + 8, bits, shifts, mask), _mm256_loadu_ps(x + c + 8), v1);
-                v2 = _mm256_fmadd_ps(sq_codes8(q, c + 16, bits, shifts, mask), _mm256_loadu_ps(x + c + 16), v2);
-                v3 = _mm256_fmadd_ps(sq_codes8(q, c + 24, bits, shifts, mask), _mm256_loadu_ps(x + c + 24), v3);
-            }
-            for (; c + 8 <= c1; c += 8) v = _mm256_fmadd_ps(sq_codes8(q, c, bits, shifts, mask), _mm256_loadu_ps(x + c), v);
-            v = _mm256_add_ps(_mm256_add_ps(v, v1), _mm256_add_ps(v2, v3));
-            float lanes[8];
-            _mm256_storeu_ps(lanes, v);
-            for (int j = 0; j < 8; j++) acc += lanes[j];
-#endif
-        }
-        for (; c < c1; c++) acc += (float)code_at(q, c, bits) * x[c];
-        total += (float)scale[g] * (acc - (float)code_at(zero, g, bits) * xsum[g]);
-    }
-    return total;
-}
-
-static void group_sums(const float *x, int64_t cols, int64_t group, float *xsum) {
-    int64_t ngroups = (cols + group - 1) / group;
-    for (int64_t g = 0; g < ngroups; g++) {
-        float s = 0.f;
-        for (int64_t c = g * group; c < cols && c < (g + 1) * group; c++) s += x[c];
-        xsum[g] = s;
-    }
-}
+/* ---------------------------------------------------------------- float16 */
 
 void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
+#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
         float acc = 0.f;
         int64_t c = 0;
-#ifdef HAVE_F16C
+#ifdef HAVE_AVX2
         __m256 v = _mm256_setzero_ps(), v1 = v, v2 = v, v3 = v;  /* 4 chains hide the FMA latency */
 #define F16X8(o) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c + (o))))
         for (; c + 32 <= cols; c += 32) {
@@ -136,45 +122,104 @@ void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t 
             v3 = _mm256_fmadd_ps(F16X8(24), _mm256_loadu_ps(x + c + 24), v3);
         }
         for (; c + 8 <= cols; c += 8) v = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(x + c), v);
-        v = _mm256_add_ps(_mm256_add_ps(v, v1), _mm256_add_ps(v2, v3));
-        float lanes[8];
-        _mm256_storeu_ps(lanes, v);
-        for (int j = 0; j < 8; j++) acc += lanes[j];
+        acc = hsum(_mm256_add_ps(_mm256_add_ps(v, v1), _mm256_add_ps(v2, v3)));
 #endif
         for (; c < cols; c++) acc += (float)w[c] * x[c];
         y[i] = acc;
     }
 }
 
-void axpy_f16(const f16 *W, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
-        float ai = a[i];
-        int64_t c = 0;
-#ifdef HAVE_F16C
-        __m256 va = _mm256_set1_ps(ai);
-        for (; c + 8 <= cols; c += 8)
-            _mm256_storeu_ps(y + c, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
-                                                    _mm256_loadu_ps(y + c)));
+/* the column range [c0, c1) of thread t of nt, in whole multiples of `align` */
+static void column_share(int64_t cols, int64_t align, int t, int nt, int64_t *c0, int64_t *c1) {
+    int64_t units = (cols + align - 1) / align;
+    *c0 = MIN(cols, units * t / nt * align);
+    *c1 = MIN(cols, units * (t + 1) / nt * align);
+}
+
+static int share_threads(int64_t work) {
+#ifdef _OPENMP
+    return work >= PARALLEL_MIN ? omp_get_max_threads() : 1;
+#else
+    (void)work;
+    return 1;
 #endif
-        for (; c < cols; c++) y[c] += ai * (float)w[c];
+}
+
+#ifdef _OPENMP
+#define THREAD_ID omp_get_thread_num()
+#define NUM_THREADS omp_get_num_threads()
+#else
+#define THREAD_ID 0
+#define NUM_THREADS 1
+#endif
+
+void axpy_f16(const f16 *W, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
+#pragma omp parallel num_threads(share_threads(n * cols))
+    {
+        int64_t c0, c1;
+        column_share(cols, 16, THREAD_ID, NUM_THREADS, &c0, &c1);
+        for (int64_t i = 0; i < n; i++) {
+            const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
+            float ai = a[i];
+            int64_t c = c0;
+#ifdef HAVE_AVX2
+            __m256 va = _mm256_set1_ps(ai);
+            for (; c + 8 <= c1; c += 8)
+                _mm256_storeu_ps(y + c, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
+                                                        _mm256_loadu_ps(y + c)));
+#endif
+            for (; c < c1; c++) y[c] += ai * (float)w[c];
+        }
     }
 }
 
-/* 1: 8/4-bit matrices use the int16-x path (faster; x rounded to 2^-15 of its group's
- * largest value); 0: float x throughout (set by RWKVLITE_EXACT=1) */
+/* ---------------------------------------------------------------- scalar quantization */
+
+/* 1: x is rounded to int16 per group (2^-15 of the group's largest |x|) and multiplied with
+ * the integer codes (16 per madd); 0: float x throughout (RWKVLITE_EXACT=1) */
 int int16_x = 1;
 
+/* sum over the codes of one row and group times float x */
+static float sq_group_float(const uint8_t *q, int64_t stride, int64_t c0, int64_t c1, int bits, const float *x,
+                            const void *u_) {
+    float acc = 0.f;
+    int64_t c = c0;
+#ifdef HAVE_AVX2
+    const unpacker *u = u_;
+    if ((c0 & 15) == 0) {
+        __m256 v = _mm256_setzero_ps(), v1 = v;
+        for (; c + 16 <= c1; c += 16) {
+            __m256 lo, hi;
+            to_float(unpack16(q, c, stride, u), &lo, &hi);
+            v = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + c), v);
+            v1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + c + 8), v1);
+        }
+        acc = hsum(_mm256_add_ps(v, v1));
+    }
+#else
+    (void)stride, (void)u_;
+#endif
+    for (; c < c1; c++) acc += (float)code_at(q, c, bits) * x[c];
+    return acc;
+}
+
 void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
-           int64_t group, int64_t cols, const float *x, float *xsum, float *y, const int32_t *rows, int64_t n) {
+           int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
     int64_t ngroups = (cols + group - 1) / group;
-    group_sums(x, cols, group, xsum);
+    float *xsum = malloc(ngroups * sizeof *xsum), *xs = NULL;
     int16_t *xq = NULL;
-    float *xs = NULL;
-    if (int16_x && (bits == 8 || bits == 4) && group % 32 == 0 && group <= 2048 && (xq = malloc(cols * sizeof *xq))) {
+    for (int64_t g = 0; g < ngroups; g++) {
+        float s = 0.f;
+        for (int64_t c = g * group; c < MIN(cols, (g + 1) * group); c++) s += x[c];
+        xsum[g] = s;
+    }
+#ifdef HAVE_AVX2
+    unpacker u = make_unpacker(bits);
+    /* int path: groups of whole 16-code chunks; 16 * 255 * 32767 * group/16 < 2^31 up to 1024 */
+    if (int16_x && group % 16 == 0 && group <= 1024 && (xq = malloc(cols * sizeof *xq))) {
         xs = malloc(ngroups * sizeof *xs);
         for (int64_t g = 0; g < ngroups; g++) {
-            int64_t c0 = g * group, c1 = c0 + group < cols ? c0 + group : cols;
+            int64_t c0 = g * group, c1 = MIN(cols, c0 + group);
             float m = 0.f;
             for (int64_t c = c0; c < c1; c++) m = fabsf(x[c]) > m ? fabsf(x[c]) : m;
             float inv = m > 0 ? 32767.f / m : 0.f;
@@ -182,10 +227,46 @@ void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, in
             for (int64_t c = c0; c < c1; c++) xq[c] = (int16_t)lrintf(x[c] * inv);
         }
     }
+#else
+    void *u = NULL;
+#endif
+#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         int64_t r = rows ? rows[i] : i;
-        y[i] = sq_dot(Q + r * qstride, S + r * ngroups, Z + r * zstride, bits, group, cols, x, xsum, xq, xs);
+        const uint8_t *q = Q + r * qstride, *z = Z + r * zstride;
+        const f16 *scale = S + r * ngroups;
+        float total = 0.f, zeros = 0.f;
+#ifdef HAVE_AVX2
+        __m256 vt = _mm256_setzero_ps();
+#endif
+        for (int64_t g = 0; g < ngroups; g++) {
+            int64_t c0 = g * group, c1 = MIN(cols, c0 + group);
+            float sg = (float)scale[g];
+            zeros += sg * (float)code_at(z, g, bits) * xsum[g];
+#ifdef HAVE_AVX2
+            if (xq && c1 - c0 == group) {
+                __m256i acc = _mm256_setzero_si256(), acc1 = acc;
+                for (int64_t c = c0; c < c1; c += 32) {
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(unpack16(q, c, qstride, &u),
+                                                                  _mm256_loadu_si256((const __m256i *)(xq + c))));
+                    if (c + 16 < c1)
+                        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(unpack16(q, c + 16, qstride, &u),
+                                                                        _mm256_loadu_si256((const __m256i *)(xq + c + 16))));
+                }
+                vt = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, acc1)), _mm256_set1_ps(sg * xs[g]), vt);
+                continue;
+            }
+            total += sg * sq_group_float(q, qstride, c0, c1, bits, x, &u);
+#else
+            total += sg * sq_group_float(q, qstride, c0, c1, bits, x, u);
+#endif
+        }
+#ifdef HAVE_AVX2
+        total += hsum(vt);
+#endif
+        y[i] = total - zeros;
     }
+    free(xsum);
     free(xq);
     free(xs);
 }
@@ -193,75 +274,190 @@ void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, in
 void axpy_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
              int64_t group, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
     int64_t ngroups = (cols + group - 1) / group;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t r = rows ? rows[i] : i;
-        const uint8_t *q = Q + r * qstride, *z = Z + r * zstride;
-        for (int64_t g = 0; g < ngroups; g++) {
-            float s = a[i] * (float)S[r * ngroups + g], zero = (float)code_at(z, g, bits);
-            int64_t c = g * group, c1 = (g + 1) * group < cols ? (g + 1) * group : cols;
-#ifdef HAVE_F16C
-            if ((bits == 8 || bits <= 4) && (group & 7) == 0) {
-                const __m256i shifts = _mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 4 * bits, 5 * bits, 6 * bits, 7 * bits);
-                const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
-                const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(zero);
-                for (; c + 8 <= c1; c += 8)
-                    _mm256_storeu_ps(y + c, _mm256_fmadd_ps(vs, _mm256_sub_ps(sq_codes8(q, c, bits, shifts, mask), vz),
-                                                            _mm256_loadu_ps(y + c)));
-            }
+#ifdef HAVE_AVX2
+    unpacker u = make_unpacker(bits);
 #endif
-            for (; c < c1; c++) y[c] += s * ((float)code_at(q, c, bits) - zero);
+#pragma omp parallel num_threads(share_threads(n * cols))
+    {
+        int64_t c0, c1;
+        column_share(cols, group % 16 == 0 ? group : cols, THREAD_ID, NUM_THREADS, &c0, &c1);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t r = rows ? rows[i] : i;
+            const uint8_t *q = Q + r * qstride, *z = Z + r * zstride;
+            for (int64_t g = c0 / group; g * group < c1; g++) {
+                float s = a[i] * (float)S[r * ngroups + g], sz = s * (float)code_at(z, g, bits);
+                int64_t c = g * group, end = MIN(c1, (g + 1) * group);
+#ifdef HAVE_AVX2
+                if ((group & 15) == 0) {
+                    const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(sz);
+                    for (; c + 16 <= end; c += 16) {
+                        __m256 lo, hi;
+                        to_float(unpack16(q, c, qstride, &u), &lo, &hi);
+                        _mm256_storeu_ps(y + c, _mm256_add_ps(_mm256_fmsub_ps(vs, lo, vz), _mm256_loadu_ps(y + c)));
+                        _mm256_storeu_ps(y + c + 8, _mm256_add_ps(_mm256_fmsub_ps(vs, hi, vz), _mm256_loadu_ps(y + c + 8)));
+                    }
+                }
+#endif
+                for (; c < end; c++) y[c] += s * (float)code_at(q, c, bits) - sz;
+            }
         }
     }
+}
+
+/* ---------------------------------------------------------------- vector quantization */
+
+/* Each 2-D centroid as one int32 holding its two int8 values as int16s, so one gather
+ * fetches the weights of 8 vectors (16 columns) in column order: [groups][K] */
+static int32_t *pair_table(const int8_t *book, int64_t groups, int64_t K) {
+    int32_t *t = malloc(groups * K * sizeof *t);
+    for (int64_t i = 0; t && i < groups * K; i++)
+        t[i] = (int32_t)(uint16_t)(int16_t)book[2 * i] | (int32_t)((uint32_t)(uint16_t)(int16_t)book[2 * i + 1] << 16);
+    return t;
+}
+
+static float vq_group_float(const uint8_t *q, const int8_t *cb, int bits, int dim, int64_t v0, int64_t v1,
+                            const float *x) {
+    float acc = 0.f;
+    for (int64_t v = v0; v < v1; v++) {
+        const int8_t *c = cb + dim * code_at(q, v, bits);
+        for (int d = 0; d < dim; d++) acc += (float)c[d] * x[dim * v + d];
+    }
+    return acc;
 }
 
 void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bscale, int bits, int dim,
            int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
-    int64_t K = (int64_t)1 << bits, nvec = cols / dim, per_group = group / dim;
+    int64_t K = (int64_t)1 << bits, nvec = cols / dim, per_group = group / dim, ngroups = (nvec + per_group - 1) / per_group;
+    int16_t *xq = NULL;
+    float *xs = NULL;
+    int32_t *pairs = NULL;
+#ifdef HAVE_AVX2
+    unpacker u = make_unpacker(bits);
+    /* int path (dim 2, whole 16-index chunks): x as int16 per group, centroid pairs gathered
+     * and multiplied 16 columns per madd; |sum| < 2 * 127 * 32767 * group / 16 < 2^31 */
+    if (int16_x && dim == 2 && per_group % 16 == 0 && group <= 4096 && nvec % per_group == 0 &&
+        (pairs = pair_table(book, ngroups, K)) && (xq = malloc(cols * sizeof *xq)) && (xs = malloc(ngroups * sizeof *xs))) {
+        for (int64_t g = 0; g < ngroups; g++) {
+            float m = 0.f;
+            for (int64_t c = g * group; c < (g + 1) * group; c++) m = fabsf(x[c]) > m ? fabsf(x[c]) : m;
+            float inv = m > 0 ? 32767.f / m : 0.f;
+            xs[g] = m > 0 ? m / 32767.f : 0.f;
+            for (int64_t c = g * group; c < (g + 1) * group; c++) xq[c] = (int16_t)lrintf(x[c] * inv);
+        }
+    }
+#endif
+#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *q = Q + (int64_t)(rows ? rows[i] : i) * qstride;
         float total = 0.f;
-        for (int64_t v0 = 0, g = 0; v0 < nvec; v0 += per_group, g++) {
-            const int8_t *cb = book + g * K * dim;
-            float acc = 0.f;
-            int64_t v1 = v0 + per_group < nvec ? v0 + per_group : nvec;
-            if (dim == 2 && bits == 6 && (per_group & 3) == 0) {  /* 4 indices in every 3 bytes */
-                int64_t v = v0;
-                for (; v + 4 <= v1; v += 4) {
-                    const uint8_t *p = q + (v >> 2) * 3;
-                    uint32_t w = p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
-                    for (int j = 0; j < 4; j++) {
-                        const int8_t *c = cb + 2 * ((w >> (6 * j)) & 63);
-                        acc += (float)c[0] * x[2 * (v + j)] + (float)c[1] * x[2 * (v + j) + 1];
-                    }
+        for (int64_t g = 0; g < ngroups; g++) {
+            int64_t v0 = g * per_group, v1 = MIN(nvec, v0 + per_group);
+#ifdef HAVE_AVX2
+            if (xq) {
+                const int32_t *tab = pairs + g * K;
+                __m256i acc = _mm256_setzero_si256(), acc1 = acc;
+                for (int64_t v = v0; v < v1; v += 16) {
+                    __m256i idx = unpack16(q, v, qstride, &u);
+                    __m256i lo = _mm256_i32gather_epi32(tab, _mm256_cvtepu16_epi32(_mm256_castsi256_si128(idx)), 4);
+                    __m256i hi = _mm256_i32gather_epi32(tab, _mm256_cvtepu16_epi32(_mm256_extracti128_si256(idx, 1)), 4);
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)(xq + 2 * v))));
+                    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + 2 * v + 16))));
                 }
-                for (; v < v1; v++) {
-                    const int8_t *c = cb + 2 * code_at(q, v, bits);
-                    acc += (float)c[0] * x[2 * v] + (float)c[1] * x[2 * v + 1];
-                }
-            } else if (dim == 2) {
-                for (int64_t v = v0; v < v1; v++) {
-                    const int8_t *c = cb + 2 * code_at(q, v, bits);
-                    acc += (float)c[0] * x[2 * v] + (float)c[1] * x[2 * v + 1];
-                }
-            } else {
-                for (int64_t v = v0; v < v1; v++) acc += (float)cb[code_at(q, v, bits)] * x[v];
+                int32_t lanes[8];
+                _mm256_storeu_si256((__m256i *)lanes, _mm256_add_epi32(acc, acc1));
+                int64_t sum = 0;
+                for (int j = 0; j < 8; j++) sum += lanes[j];
+                total += (float)bscale[g] * xs[g] * (float)sum;
+                continue;
             }
-            total += (float)bscale[g] * acc;
+#endif
+            total += (float)bscale[g] * vq_group_float(q, book + g * K * dim, bits, dim, v0, v1, x);
         }
         y[i] = total;
     }
+    free(pairs);
+    free(xq);
+    free(xs);
 }
 
 void axpy_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bscale, int bits, int dim,
              int64_t group, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
-    int64_t K = (int64_t)1 << bits, nvec = cols / dim, per_group = group / dim;
-    for (int64_t i = 0; i < n; i++) {
-        const uint8_t *q = Q + (int64_t)(rows ? rows[i] : i) * qstride;
-        for (int64_t v = 0; v < nvec; v++) {
-            int64_t g = v / per_group;
-            float s = a[i] * (float)bscale[g];
-            const int8_t *c = book + (g * K + code_at(q, v, bits)) * dim;
-            for (int d = 0; d < dim; d++) y[v * dim + d] += s * (float)c[d];
+    int64_t K = (int64_t)1 << bits, nvec = cols / dim, per_group = group / dim, ngroups = (nvec + per_group - 1) / per_group;
+    int32_t *pairs = NULL;
+#ifdef HAVE_AVX2
+    unpacker u = make_unpacker(bits);
+    if (dim == 2 && per_group % 16 == 0) pairs = pair_table(book, ngroups, K);
+#endif
+#pragma omp parallel num_threads(share_threads(n * cols))
+    {
+        int64_t v0, v1;
+        column_share(nvec, per_group, THREAD_ID, NUM_THREADS, &v0, &v1);
+        for (int64_t i = 0; i < n; i++) {
+            const uint8_t *q = Q + (int64_t)(rows ? rows[i] : i) * qstride;
+            int64_t v = v0;
+#ifdef HAVE_AVX2
+            for (; pairs && v + 16 <= v1; v += 16) {  /* 16 vectors of one group: 32 columns */
+                int64_t g = v / per_group;
+                __m256 s = _mm256_set1_ps(a[i] * (float)bscale[g]);
+                __m256i idx = unpack16(q, v, qstride, &u);
+                for (int half = 0; half < 2; half++) {
+                    __m256i w = _mm256_i32gather_epi32(pairs + g * K, _mm256_cvtepu16_epi32(half ? _mm256_extracti128_si256(idx, 1)
+                                                                                              : _mm256_castsi256_si128(idx)), 4);
+                    /* int16 pairs -> 16 floats in column order */
+                    __m256 c0 = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 16), 16));
+                    __m256 c1 = _mm256_cvtepi32_ps(_mm256_srai_epi32(w, 16));
+                    __m256 first = _mm256_unpacklo_ps(c0, c1), second = _mm256_unpackhi_ps(c0, c1);
+                    __m256 p0 = _mm256_permute2f128_ps(first, second, 0x20), p1 = _mm256_permute2f128_ps(first, second, 0x31);
+                    float *yy = y + 2 * (v + 8 * half);
+                    _mm256_storeu_ps(yy, _mm256_fmadd_ps(s, p0, _mm256_loadu_ps(yy)));
+                    _mm256_storeu_ps(yy + 8, _mm256_fmadd_ps(s, p1, _mm256_loadu_ps(yy + 8)));
+                }
+            }
+#endif
+            for (; v < v1; v++) {
+                int64_t g = v / per_group;
+                float s = a[i] * (float)bscale[g];
+                const int8_t *c = book + (g * K + code_at(q, v, bits)) * dim;
+                for (int d = 0; d < dim; d++) y[v * dim + d] += s * (float)c[d];
+            }
         }
     }
+    free(pairs);
+}
+
+/* ---------------------------------------------------------------- RWKV-7 state update */
+
+/* One token of RWKV-7's WKV for H heads of size N, state S [H][N (value)][N (key)]:
+ *   S' = S diag(w) + (S (-kk)) (kk a)^T + v k^T,   y = S' r
+ * in one pass over S (threads split the heads); S' is written to T (which may be S). */
+void wkv7(const float *S, float *T, const float *r, const float *w, const float *k, const float *v, const float *kk,
+          const float *a, int64_t H, int64_t N, float *y) {
+#pragma omp parallel for schedule(static) if (H * N * N >= PARALLEL_MIN)
+    for (int64_t h = 0; h < H; h++) {
+        const float *rh = r + h * N, *wh = w + h * N, *kh = k + h * N, *vh = v + h * N, *kkh = kk + h * N,
+                    *ah = a + h * N;
+        for (int64_t i = 0; i < N; i++) {
+            const float *s = S + (h * N + i) * N;
+            float *t = T + (h * N + i) * N;
+            float sa = 0.f, out = 0.f;
+            for (int64_t j = 0; j < N; j++) sa -= s[j] * kkh[j];
+            for (int64_t j = 0; j < N; j++) {
+                t[j] = s[j] * wh[j] + sa * kkh[j] * ah[j] + vh[i] * kh[j];
+                out += t[j] * rh[j];
+            }
+            y[h * N + i] = out;
+        }
+    }
+}
+
+/* Read bandwidth with the kernels' threads: the sum of n floats (bench/runtime.py) */
+double read_sum(const float *p, int64_t n) {
+    double total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+    for (int64_t b = 0; b < n; b += 4096) {
+        float s = 0.f;
+        for (int64_t i = b; i < MIN(n, b + 4096); i++) s += p[i];
+        total += s;
+    }
+    return total;
 }

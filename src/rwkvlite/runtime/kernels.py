@@ -4,8 +4,10 @@ through ctypes; None when no compiler is available (the runtime then uses numpy)
 Why a hand-written C file: no maintained package multiplies by our packed layouts (3-bit
 streams, 2-D VQ codebooks, row subsets) without PyTorch, and a ~150-line C file compiled
 for the host CPU beats dequantising whole matrices in numpy for every token.
-Set RWKVLITE_KERNELS=numpy to force the numpy path. The 8- and 4-bit kernels round x to int16
-per group (relative error 2^-15) for speed; RWKVLITE_EXACT=1 keeps x in float32.
+Set RWKVLITE_KERNELS=numpy to force the numpy path. The scalar-quantized kernels round x to
+int16 per group (relative error 2^-15) for speed; RWKVLITE_EXACT=1 keeps x in float32.
+The kernels use OpenMP threads when the compiler has it: RWKVLITE_THREADS=N sets how many
+(default: one per core).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import tempfile
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.c")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"]
+OPENMP = ["-fopenmp"]
 _lib = None
 _tried = False
 
@@ -28,11 +31,14 @@ VP = ctypes.c_void_p
 SIGNATURES = {
     "mv_f16": [VP, I64, VP, VP, VP, I64],
     "axpy_f16": [VP, I64, VP, VP, VP, I64],
-    "mv_sq": [VP, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, VP, I64],
+    "mv_sq": [VP, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "axpy_sq": [VP, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "mv_vq": [VP, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "axpy_vq": [VP, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
+    "wkv7": [VP, VP, VP, VP, VP, VP, VP, VP, I64, I64, VP],
+    "set_threads": [ctypes.c_int],
 }
+RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int}
 
 
 def cache_dir() -> str:
@@ -49,16 +55,23 @@ def build() -> str | None:
     if os.path.exists(target):
         return target
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-        os.close(fd)
-        subprocess.run([compiler, *FLAGS, "-o", tmp, SOURCE, "-lm"], check=True, capture_output=True, timeout=120)
-        os.replace(tmp, target)
-        return target
-    except (OSError, subprocess.SubprocessError) as e:
-        print(f"rwkvlite: note: C kernels unavailable ({type(e).__name__}); using numpy", file=sys.stderr)
-        return None
+    error = None
+    for extra in (OPENMP, []):  # without OpenMP the kernels run on one thread
+        tmp = None
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+            os.close(fd)
+            subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, SOURCE, "-lm"], check=True, capture_output=True,
+                           timeout=120)
+            os.replace(tmp, target)
+            return target
+        except (OSError, subprocess.SubprocessError) as e:
+            error = e
+            if tmp and os.path.exists(tmp):
+                os.remove(tmp)
+    print(f"rwkvlite: note: C kernels unavailable ({type(error).__name__}); using numpy", file=sys.stderr)
+    return None
 
 
 def lib():
@@ -73,7 +86,12 @@ def lib():
                 for name, args in SIGNATURES.items():
                     fn = getattr(_lib, name)
                     fn.argtypes, fn.restype = args, None
+                for name, res in RESTYPES.items():
+                    getattr(_lib, name).restype = res
+                _lib.read_sum.argtypes = [VP, I64]
                 set_exact(os.environ.get("RWKVLITE_EXACT", "") == "1")
+                if os.environ.get("RWKVLITE_THREADS"):
+                    _lib.set_threads(int(os.environ["RWKVLITE_THREADS"]))
     return _lib
 
 
@@ -81,6 +99,11 @@ def set_exact(exact: bool) -> None:
     """Float32 x in every kernel (exact up to float rounding) instead of the int16-x fast path."""
     if _lib is not None:
         ctypes.c_int.in_dll(_lib, "int16_x").value = 0 if exact else 1
+
+
+def threads() -> int:
+    """How many threads the C kernels use (1 without them)."""
+    return lib().threads() if lib() is not None else 1
 
 
 def ptr(a) -> int | None:

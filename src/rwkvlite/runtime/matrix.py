@@ -6,6 +6,10 @@ Each class wraps one tensor's encoding entry and its memory-mapped arrays and of
   dense_rows(rows)       the rows dequantised (embedding lookups, numpy fallback)
 A matrix stored transposed (entry "transposed") is the stored W^T: its rows are W's columns.
 Only the rows asked for are read, so an unread row's pages never enter RAM.
+
+With the C kernels, mv writes into a buffer the matrix owns and returns it (a view for a row
+subset): the result is valid until the matrix's next mv. The weights' addresses are taken
+once, so a call costs a copy of x and one foreign call (~2 us), not a dozen address lookups.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ def _rows32(rows):
 
 
 class Matrix:
+    kernel = None  # the C kernels' suffix: mv_<kernel>, axpy_<kernel>
+
     def __init__(self, entry: dict, arrays: dict):
         # transposed: the arrays hold W^T, and this object is that stored matrix (use axpy)
         self.transposed = bool(entry.get("transposed"))
@@ -29,6 +35,7 @@ class Matrix:
         shape = entry["shape"]
         self.rows, self.cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, shape[0])
         self.nbytes = sum(a.nbytes for a in arrays.values())
+        self.perm = None  # act-order: x is permuted before the product
 
     def dense_rows(self, rows) -> np.ndarray:
         rows = np.asarray(rows)
@@ -36,117 +43,122 @@ class Matrix:
         entry = {**self.entry, "shape": [len(rows), self.cols]}
         return decode(entry, sub).reshape(len(rows), self.cols)
 
-    def _count(self, rows):
-        return self.rows if rows is None else len(rows)
+    def weights_args(self) -> tuple | None:
+        """The kernel's leading arguments (addresses and layout), or None: numpy path."""
+        return None
+
+    def _bind(self):
+        k = lib()
+        pre = self.weights_args() if k else None
+        if pre is None:
+            self._mv = self._axpy = None
+            return
+        self._mv, self._axpy = getattr(k, f"mv_{self.kernel}"), getattr(k, f"axpy_{self.kernel}")
+        self._pre = pre
+        self._x = np.empty(self.cols, np.float32)
+        self._y = np.empty(self.rows, np.float32)
+        self._xp, self._yp = ptr(self._x), ptr(self._y)
 
     def mv(self, x, rows=None) -> np.ndarray:
-        r = np.arange(self.rows) if rows is None else rows
-        return self.dense_rows(r) @ x
+        if not hasattr(self, "_mv"):
+            self._bind()
+        if self._mv is None:
+            r = np.arange(self.rows) if rows is None else rows
+            return (self.dense_rows(r) @ x).astype(np.float32)
+        np.copyto(self._x, x[self.perm] if self.perm is not None else x, casting="unsafe")
+        if rows is None:
+            self._mv(*self._pre, self._xp, self._yp, None, self.rows)
+            return self._y
+        rows = _rows32(rows)
+        self._mv(*self._pre, self._xp, self._yp, ptr(rows), len(rows))
+        return self._y[:len(rows)]
 
     def axpy(self, a, y, rows=None) -> None:
-        r = np.arange(self.rows) if rows is None else rows
-        y += a @ self.dense_rows(r)
+        if not hasattr(self, "_mv"):
+            self._bind()
+        if self._axpy is None or self.perm is not None:
+            r = np.arange(self.rows) if rows is None else rows
+            y += a @ self.dense_rows(r)
+            return
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if not (y.dtype == np.float32 and y.flags.c_contiguous and len(y) == self.cols):
+            raise ValueError("axpy accumulates into a contiguous float32 vector of the matrix's width")
+        rows = _rows32(rows)
+        self._axpy(*self._pre, ptr(a), ptr(y), ptr(rows), len(a))
+
+    def rmv(self, a, rows=None) -> np.ndarray:
+        """a @ W[rows] (rows of a transposed matrix, LoRA factors stored [in, r]), into a buffer
+        the matrix owns, like mv."""
+        if not hasattr(self, "_mv"):
+            self._bind()
+        if self._axpy is None or self.perm is not None:
+            y = np.zeros(self.cols, np.float32)
+            self.axpy(a, y, rows)
+            return y
+        if not hasattr(self, "_out"):
+            self._out, self._a = np.empty(self.cols, np.float32), np.empty(self.rows, np.float32)
+            self._outp, self._ap = ptr(self._out), ptr(self._a)
+        self._out.fill(0)
+        n = len(a)
+        self._a[:n] = a
+        self._axpy(*self._pre, self._ap, self._outp, None if rows is None else ptr(_rows32(rows)), n)
+        return self._out
 
 
 class Dense(Matrix):
+    kernel = "f16"
+
     def __init__(self, entry, arrays):
         super().__init__(entry, arrays)
         v = arrays["values"]
         self.W = v.reshape(self.rows, self.cols) if v.ndim != 2 else v
-        self.f16 = entry["dtype"] == "float16"
 
     def dense_rows(self, rows):
         if self.entry["dtype"] == "float32":
             return np.asarray(self.W[rows])
         return super().dense_rows(rows)
 
+    def weights_args(self):
+        return (ptr(self.W), self.cols) if self.entry["dtype"] == "float16" else None
+
     def mv(self, x, rows=None):
-        k = lib()
         if self.entry["dtype"] == "float32":
             W = self.W if rows is None else self.W[rows]
             return W @ x
-        if not (k and self.f16):
-            return super().mv(x, rows)
-        rows = _rows32(rows)
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        y = np.empty(self._count(rows), np.float32)
-        k.mv_f16(ptr(self.W), self.cols, ptr(x), ptr(y), ptr(rows), len(y))
-        return y
-
-    def axpy(self, a, y, rows=None):
-        k = lib()
-        if not (k and self.f16):
-            return super().axpy(a, y, rows)
-        rows = _rows32(rows)
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        k.axpy_f16(ptr(self.W), self.cols, ptr(a), ptr(y), ptr(rows), len(a))
+        return super().mv(x, rows)
 
 
 class Scalar(Matrix):
     """sq: codes, fp16 scale and b-bit zero per row and group (act-order permutes x)."""
+    kernel = "sq"
 
     def __init__(self, entry, arrays):
         super().__init__(entry, arrays)
         self.bits, self.group = entry["bits"], entry["group_size"]
         self.perm = arrays.get("perm")
-        self.xsum = np.empty(entry["groups"], np.float32)
 
-    def mv(self, x, rows=None):
-        k = lib()
-        if not k:
-            return super().mv(x, rows)
-        rows = _rows32(rows)
-        x = np.ascontiguousarray(x if self.perm is None else x[self.perm], dtype=np.float32)
-        y = np.empty(self._count(rows), np.float32)
+    def weights_args(self):
         q, s, z = self.arrays["q"], self.arrays["scale"], self.arrays["zero"]
-        k.mv_sq(ptr(q), q.shape[1], ptr(s), ptr(z), z.shape[1], self.bits, self.group, self.cols, ptr(x),
-                ptr(self.xsum), ptr(y), ptr(rows), len(y))
-        return y
-
-    def axpy(self, a, y, rows=None):
-        k = lib()
-        if not k or self.perm is not None:
-            return super().axpy(a, y, rows)
-        rows = _rows32(rows)
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        q, s, z = self.arrays["q"], self.arrays["scale"], self.arrays["zero"]
-        k.axpy_sq(ptr(q), q.shape[1], ptr(s), ptr(z), z.shape[1], self.bits, self.group, self.cols, ptr(a),
-                  ptr(y), ptr(rows), len(a))
+        return ptr(q), q.shape[1], ptr(s), ptr(z), z.shape[1], self.bits, self.group, self.cols
 
 
 class Vector(Matrix):
     """vq: b-bit indices into int8 codebooks (one per group of columns) with fp16 scales."""
+    kernel = "vq"
 
     def __init__(self, entry, arrays):
         super().__init__(entry, arrays)
         self.bits, self.dim, self.group = entry["bits"], entry["dim"], entry["group_size"]
 
-    def mv(self, x, rows=None):
-        k = lib()
-        if not k:
-            return super().mv(x, rows)
-        rows = _rows32(rows)
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        y = np.empty(self._count(rows), np.float32)
+    def weights_args(self):
         q, b, s = self.arrays["q"], self.arrays["codebook"], self.arrays["codebook_scale"]
-        k.mv_vq(ptr(q), q.shape[1], ptr(b), ptr(s), self.bits, self.dim, self.group, self.cols, ptr(x), ptr(y),
-                ptr(rows), len(y))
-        return y
-
-    def axpy(self, a, y, rows=None):
-        k = lib()
-        if not k:
-            return super().axpy(a, y, rows)
-        rows = _rows32(rows)
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        q, b, s = self.arrays["q"], self.arrays["codebook"], self.arrays["codebook_scale"]
-        k.axpy_vq(ptr(q), q.shape[1], ptr(b), ptr(s), self.bits, self.dim, self.group, self.cols, ptr(a), ptr(y),
-                  ptr(rows), len(a))
+        return ptr(q), q.shape[1], ptr(b), ptr(s), self.bits, self.dim, self.group, self.cols
 
 
 class SignBits(Matrix):
     """A 1-bit sign matrix (int encoding, step 2, offset 1: v = 2 bit - 1) times a row scale:
     W x = scale * (2 (bits . x) - sum x), using the sq kernel with scale 1 and zero 0."""
+    kernel = "sq"
 
     def __init__(self, entry, arrays, scale: np.ndarray):
         super().__init__(entry, arrays)
@@ -157,18 +169,17 @@ class SignBits(Matrix):
         self.q = packed[: self.rows * self.cols // 8].reshape(self.rows, self.cols // 8)
         self.ones = np.ones((self.rows, 1), np.float16)
         self.zero = np.zeros((self.rows, 1), np.uint8)
-        self.xsum = np.empty(1, np.float32)
+
+    def weights_args(self):
+        return ptr(self.q), self.q.shape[1], ptr(self.ones), ptr(self.zero), 1, 1, self.cols, self.cols
+
+    def dense_rows(self, rows):
+        return bitpack.unpack(self.q[np.asarray(rows)], 1, self.cols).astype(np.float32)
 
     def mv(self, x, rows=None):
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        k = lib()
-        if k:
-            y = np.empty(self.rows, np.float32)
-            k.mv_sq(ptr(self.q), self.q.shape[1], ptr(self.ones), ptr(self.zero), 1, 1, self.cols, self.cols,
-                    ptr(x), ptr(self.xsum), ptr(y), None, self.rows)
-        else:
-            y = bitpack.unpack(self.q, 1, self.cols).astype(np.float32) @ x
-        return self.scale * (2 * y - x.sum())
+        if rows is not None:
+            raise ValueError("a predictor copy is multiplied whole")
+        return self.scale * (2 * super().mv(x) - x.sum())
 
 
 KINDS = {"dense": Dense, "sq": Scalar, "vq": Vector}

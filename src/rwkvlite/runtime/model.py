@@ -17,6 +17,7 @@ import numpy as np
 from .. import format as compressed
 from ..errors import RWKVLiteError
 from ..format.encodings import decode
+from . import kernels
 from .cache import EmbeddingRows
 from .matrix import SignBits, matrix
 
@@ -76,13 +77,6 @@ class Linear:
         return y + x * self.diag if self.diag is not None else y
 
 
-def row_combination(A, x) -> np.ndarray:
-    """x @ A for A stored [in, out] (LoRA factors, transposed matrices): an axpy over A's rows."""
-    y = np.zeros(A.cols, np.float32)
-    A.axpy(x, y)
-    return y
-
-
 class Lora:
     """x @ A for a LoRA-like factor stored [in, r]."""
 
@@ -90,7 +84,7 @@ class Lora:
         self.A = w.mat(name)
 
     def __call__(self, x):
-        return row_combination(self.A, x)
+        return self.A.rmv(x)
 
 
 class DenseCopy:
@@ -170,11 +164,8 @@ class Block:
             v_first = v
         else:
             v = v + (v_first - v) * sigmoid(self.v0 + self.v2(self.v1(xv)))
-        r, w, k, v, a = (t.reshape(H, N) for t in (r, w, k, v, a))
-        S = st["wkv"]  # [H, N(v), N(k)]
-        S = S * w[:, None, :] + (S @ -kk[:, :, None]) * (kk * a)[:, None, :] + v[:, :, None] * k[:, None, :]
-        st["wkv"] = S
-        y = (S @ r[:, :, None])[:, :, 0]
+        r, w, k, v, a = (np.ascontiguousarray(t, np.float32).reshape(H, N) for t in (r, w, k, v, a))
+        st["wkv"], y = wkv7(st["wkv"], r, w, k, v, np.ascontiguousarray(kk, np.float32), a)
         mu = y.mean(-1, keepdims=True)
         y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + self.eps) * self.lnx[0] + self.lnx[1]
         y = y + (r * k * self.r_k).sum(-1, keepdims=True) * v
@@ -185,19 +176,30 @@ class Block:
         xk = (xf + dx * self.x_k).astype(np.float32)
         if self.predictor is None:
             h = np.maximum(self.fk.mv(xk), 0) ** 2
-            out = self.fv.mv(h) if not self.fv.transposed else row_combination(self.fv, h)
+            out = self.fv.mv(h) if not self.fv.transposed else self.fv.rmv(h)
         else:
             rows = self.predictor.active(xk)
             self.active_total += len(rows)
             h = np.maximum(self.fk.mv(xk, rows), 0) ** 2
             if self.fv.transposed:  # rwkvlite's files: value columns of the active neurons only
-                out = np.zeros_like(x)
-                self.fv.axpy(h, out, rows)
+                out = self.fv.rmv(h, rows)
             else:  # a value matrix stored [C, F]: every row is read, inactive neurons weigh 0
                 full = np.zeros(self.fv.cols, np.float32)
                 full[rows] = h
                 out = self.fv.mv(full)
         return (x + out).astype(np.float32), v_first
+
+
+def wkv7(S, r, w, k, v, kk, a):
+    """RWKV-7's state update for one token: (S', y), S [H, N(v), N(k)], the rest [H, N]."""
+    lib = kernels.lib()
+    if lib is None:
+        S = S * w[:, None, :] + (S @ -kk[:, :, None]) * (kk * a)[:, None, :] + v[:, :, None] * k[:, None, :]
+        return S, (S @ r[:, :, None])[:, :, 0]
+    T, y = np.empty_like(S), np.empty_like(r)
+    H, N = r.shape
+    lib.wkv7(*(kernels.ptr(t) for t in (S, T, r, w, k, v, kk, a)), H, N, kernels.ptr(y))
+    return T, y
 
 
 class Head:
@@ -218,7 +220,7 @@ class Head:
     def __call__(self, h) -> np.ndarray:
         if not self.spec:
             self.rows_total += self.W.rows
-            return self.W.mv(h)
+            return self.W.mv(h).copy()  # mv's buffer is the matrix's own
         z = self.sW.mv(h) + self.sb
         s = np.exp(z - z.max())
         s = s / s.sum()

@@ -1,0 +1,92 @@
+"""The C kernels against the format's own decoder, for every bit width and awkward shapes."""
+import numpy as np
+import pytest
+
+from rwkvlite.format.encodings import decode, encode_dense, encode_sq, encode_vq
+from rwkvlite.runtime import kernels
+from rwkvlite.runtime.matrix import matrix
+from rwkvlite.runtime.model import wkv7
+
+pytestmark = pytest.mark.skipif(kernels.lib() is None, reason="no C compiler")
+
+
+def sq_matrix(rng, rows, cols, bits, group):
+    groups = -(-cols // group)
+    codes = rng.integers(0, 2**bits, (rows, cols))
+    scale = rng.uniform(0.5, 2, (rows, groups)) / 2**bits
+    zero = rng.integers(0, 2**bits, (rows, groups))
+    return encode_sq(codes, scale, zero, bits, group, [rows, cols])
+
+
+def vq_matrix(rng, rows, cols, bits, dim, group):
+    groups = cols // group
+    codes = rng.integers(0, 2**bits, (rows, cols // dim))
+    book = rng.integers(-127, 128, (groups, 2**bits, dim))
+    return encode_vq(codes, book, rng.uniform(0.005, 0.02, groups), bits, dim, group, [rows, cols])
+
+
+CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (100, 32), (96, 48), (90, 30))]
+CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("dense", 16, 100, None)]
+
+
+@pytest.fixture(params=["exact", "int16x"])
+def mode(request):
+    kernels.set_exact(request.param == "exact")
+    yield request.param
+    kernels.set_exact(False)
+
+
+@pytest.mark.parametrize("kind,bits,cols,group", CASES)
+def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode):
+    rng = np.random.default_rng(bits * 1000 + cols)
+    rows = 37
+    if kind == "sq":
+        entry, arrays = sq_matrix(rng, rows, cols, bits, group)
+    elif kind == "vq":
+        entry, arrays = vq_matrix(rng, rows, cols, bits, 2 if cols % 4 == 0 else 1, group)
+    else:
+        entry, arrays = encode_dense(rng.standard_normal((rows, cols)))
+    W = decode(entry, arrays).astype(np.float64)
+    m = matrix(entry, arrays)
+    x = rng.standard_normal(cols).astype(np.float32)
+    scale = np.abs(W).sum(1).max() * np.abs(x).max()
+    # int16x: x is rounded to 2^-15 of its group's largest value
+    tol = 1e-5 if mode == "exact" or kind != "sq" else 1e-4
+    np.testing.assert_allclose(m.mv(x), W @ x, atol=tol * scale)
+    rows_sub = np.array([36, 0, 5, 5, 17], np.int32)
+    np.testing.assert_allclose(m.mv(x, rows_sub), W[rows_sub] @ x, atol=tol * scale)
+    a = rng.standard_normal(len(rows_sub)).astype(np.float32)
+    y = rng.standard_normal(cols).astype(np.float32)
+    expect = y + a @ W[rows_sub]
+    m.axpy(a, y, rows_sub)
+    np.testing.assert_allclose(y, expect, atol=1e-5 * np.abs(W).max() * np.abs(a).sum() * 4)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_threads_split_the_work_without_changing_it(n_threads):
+    rng = np.random.default_rng(0)
+    entry, arrays = sq_matrix(rng, 512, 512, 3, 64)  # large enough to run threaded
+    m = matrix(entry, arrays)
+    x = rng.standard_normal(512).astype(np.float32)
+    before = kernels.threads()
+    kernels.lib().set_threads(n_threads)
+    try:
+        got = m.mv(x).copy()
+        y = np.zeros(512, np.float32)
+        m.axpy(x, y)
+    finally:
+        kernels.lib().set_threads(before)
+    W = decode(entry, arrays).astype(np.float64)
+    np.testing.assert_allclose(got, W @ x, rtol=1e-4, atol=1e-4 * np.abs(W @ x).max())
+    np.testing.assert_allclose(y, x @ W, rtol=1e-4, atol=1e-4 * np.abs(x @ W).max())
+
+
+def test_wkv7_kernel_equals_the_numpy_update():
+    rng = np.random.default_rng(1)
+    H, N = 3, 16
+    S = rng.standard_normal((H, N, N)).astype(np.float32)
+    r, w, k, v, kk, a = (rng.uniform(0.1, 1, (H, N)).astype(np.float32) for _ in range(6))
+    expect_S = S * w[:, None, :] + (S @ -kk[:, :, None]) * (kk * a)[:, None, :] + v[:, :, None] * k[:, None, :]
+    T, y = wkv7(S, r, w, k, v, kk, a)
+    np.testing.assert_allclose(T, expect_S, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, (expect_S @ r[:, :, None])[:, :, 0], rtol=1e-5, atol=1e-4)
