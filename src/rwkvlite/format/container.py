@@ -16,6 +16,7 @@ layout checks; a short file, the layout check.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import zlib
@@ -32,18 +33,51 @@ ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np
 
 
 def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 24) -> int:
-    """CRC-32 of bytes [start, end), read in chunks (page cache, not this process's memory)."""
+    """CRC-32 of bytes [start, end), read in chunks. A streaming read: the pages it brought
+    into the page cache are dropped behind it, so that the memory map later holds only the
+    pages the model touches (a cached file would be mapped in large read-ahead blocks)."""
     crc = 0
     with open(path, "rb") as f:
         f.seek(start)
-        left = end - start
+        left, at = end - start, start
         while left > 0:
             block = f.read(min(chunk, left))
             if not block:
                 break
             crc = zlib.crc32(block, crc)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(f.fileno(), at, len(block), os.POSIX_FADV_DONTNEED)
             left -= len(block)
+            at += len(block)
     return crc
+
+
+def _advise(arrays, advice: str) -> None:
+    """madvise the pages under memory-mapped arrays (views of read()'s map; others are skipped)."""
+    if not hasattr(mmap, advice):
+        return
+    for a in arrays:
+        mm = a
+        while mm is not None and not isinstance(mm, mmap.mmap):
+            mm = getattr(mm, "base", None)
+        if mm is None or a.nbytes == 0:
+            continue
+        offset = a.ctypes.data - np.frombuffer(mm, np.uint8).ctypes.data
+        aligned = offset - offset % mmap.PAGESIZE
+        mm.madvise(getattr(mmap, advice), aligned, a.nbytes + offset - aligned)
+
+
+def advise_random(arrays) -> None:
+    """These arrays are read a row here and there (embedding rows, head clusters): a page fault
+    then reads that page, not a read-ahead window."""
+    _advise(arrays, "MADV_RANDOM")
+
+
+def release(arrays) -> None:
+    """Unmap the pages under these arrays (e.g. an embedding row just copied to a cache): they
+    leave this process's resident memory and stay in the page cache; touching them again maps
+    them again."""
+    _advise(arrays, "MADV_DONTNEED")
 
 
 DATA_CRC_SLOT = "@data-crc32@"  # 12 characters: becomes "0x" + 8 hex digits + 2 spaces

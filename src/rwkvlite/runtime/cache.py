@@ -46,13 +46,17 @@ class EmbeddingCache:
 
 
 class _Dequantised:
-    """table[token] -> the row as float32, for any stored matrix (runtime/matrix.py)."""
+    """table[token] -> the row as float32, for any stored matrix (runtime/matrix.py). The row's
+    pages of the memory map are released once it is copied out, so only the cache holds
+    embedding rows in RAM."""
 
     def __init__(self, m):
         self.m = m
 
     def __getitem__(self, token):
-        return self.m.dense_rows([token])[0].astype(np.float32)
+        row = self.m.dense_rows([token])[0].astype(np.float32)
+        self.m.release_rows([token])
+        return row
 
 
 class EmbeddingRows:

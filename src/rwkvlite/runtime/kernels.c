@@ -21,6 +21,9 @@
 #if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define HAVE_AVX2 1  /* gcc converts _Float16 one value at a time otherwise */
+#if defined(__AVX512BW__) && defined(__AVX512F__)
+#define HAVE_PERMW 1  /* 64-entry int16 table lookups (VQ centroids) */
+#endif
 #endif
 
 typedef _Float16 f16;
@@ -74,20 +77,51 @@ static unpacker make_unpacker(int bits) {
     return u;
 }
 
-/* codes c..c+16 of a row of `stride` bytes (c a multiple of 16) as uint16 lanes */
-static inline __m256i unpack16(const uint8_t *q, int64_t c, int64_t stride, const unpacker *u) {
-    int64_t at = c / 8 * u->bits;
-    __m128i raw;
-    if (u->bits == 8) return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + at)));
-    if (at + 16 <= stride) {
-        raw = _mm_loadu_si128((const __m128i *)(q + at));
-    } else {  /* the row's last bytes: never read past them */
-        uint8_t tail[16] = {0};
-        memcpy(tail, q + at, 2 * u->bits);
-        raw = _mm_loadu_si128((const __m128i *)tail);
-    }
+static inline __m256i unpack_raw(__m128i raw, const unpacker *u) {
     __m256i pairs = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(raw), u->shuffle);
     return _mm256_srli_epi16(_mm256_mullo_epi16(pairs, u->mul), 16 - u->bits);
+}
+
+/* codes c..c+16 of a row of `stride` bytes (c a multiple of 16) as uint16 lanes; the load
+ * reads 16 bytes, so near the row's end the 2*bits bytes are copied out first */
+static inline __m256i unpack16(const uint8_t *q, int64_t c, int64_t stride, const unpacker *u) {
+    int64_t at = c / 8 * u->bits;
+    if (u->bits == 8) return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + at)));
+    if (at + 16 <= stride) return unpack_raw(_mm_loadu_si128((const __m128i *)(q + at)), u);
+    uint8_t tail[16] = {0};
+    memcpy(tail, q + at, 2 * u->bits);
+    return unpack_raw(_mm_loadu_si128((const __m128i *)tail), u);
+}
+
+/* sum over codes c0..c1 (whole 16-code chunks) of code * xq, in 8 int32 lanes */
+static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t stride, const unpacker *u,
+                              const int16_t *xq) {
+    __m256i acc = _mm256_setzero_si256(), acc1 = acc;
+    int64_t c = c0, bits = u->bits;
+#define MADD(acc, codes, at) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(codes, _mm256_loadu_si256((const __m256i *)(xq + (at)))))
+    if (bits == 8) {
+        for (; c + 32 <= c1; c += 32) {
+            MADD(acc, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c))), c);
+            MADD(acc1, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c + 16))), c + 16);
+        }
+    } else if (bits == 4) {  /* 16 bytes = 32 codes, low nibble first */
+        const __m128i nib = _mm_set1_epi8(15);
+        for (; c + 32 <= c1; c += 32) {
+            __m128i raw = _mm_loadu_si128((const __m128i *)(q + c / 2));
+            __m128i lo = _mm_and_si128(raw, nib), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), nib);
+            MADD(acc, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi)), c);
+            MADD(acc1, _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(lo, hi)), c + 16);
+        }
+    } else {  /* chunks whose 16-byte loads stay inside the row */
+        int64_t limit = (stride - 16) * 8 / bits;
+        for (; c + 32 <= c1 && c + 16 <= limit; c += 32) {
+            MADD(acc, unpack_raw(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)), u), c);
+            MADD(acc1, unpack_raw(_mm_loadu_si128((const __m128i *)(q + (c + 16) / 8 * bits)), u), c + 16);
+        }
+    }
+    for (; c < c1; c += 16) MADD(acc, unpack16(q, c, stride, u), c);
+#undef MADD
+    return _mm256_add_epi32(acc, acc1);
 }
 
 static inline float hsum(__m256 v) {
@@ -245,15 +279,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, in
             zeros += sg * (float)code_at(z, g, bits) * xsum[g];
 #ifdef HAVE_AVX2
             if (xq && c1 - c0 == group) {
-                __m256i acc = _mm256_setzero_si256(), acc1 = acc;
-                for (int64_t c = c0; c < c1; c += 32) {
-                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(unpack16(q, c, qstride, &u),
-                                                                  _mm256_loadu_si256((const __m256i *)(xq + c))));
-                    if (c + 16 < c1)
-                        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(unpack16(q, c + 16, qstride, &u),
-                                                                        _mm256_loadu_si256((const __m256i *)(xq + c + 16))));
-                }
-                vt = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, acc1)), _mm256_set1_ps(sg * xs[g]), vt);
+                vt = _mm256_fmadd_ps(_mm256_cvtepi32_ps(int_dot(q, c0, c1, qstride, &u, xq)), _mm256_set1_ps(sg * xs[g]), vt);
                 continue;
             }
             total += sg * sq_group_float(q, qstride, c0, c1, bits, x, &u);
@@ -346,12 +372,47 @@ void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bsc
         }
     }
 #endif
+#ifdef HAVE_PERMW
+    /* AVX-512BW: each group's centroids as two 64-entry int16 tables (first and second values)
+     * looked up 32 indices at a time by vpermt2w; x split into even and odd columns */
+    int16_t *tables = NULL, *xeo = NULL;
+    if (xq && bits <= 6 && per_group % 32 == 0 && (tables = calloc(ngroups * 128, sizeof *tables)) &&
+        (xeo = malloc(cols * sizeof *xeo))) {
+        for (int64_t g = 0; g < ngroups; g++)
+            for (int64_t k = 0; k < K; k++) {
+                tables[g * 128 + k] = book[(g * K + k) * 2];
+                tables[g * 128 + 64 + k] = book[(g * K + k) * 2 + 1];
+            }
+        for (int64_t v = 0; v < nvec; v++) {  /* per group: its even columns, then its odd ones */
+            int64_t g = v / per_group, j = v % per_group;
+            xeo[g * group + j] = xq[2 * v];
+            xeo[g * group + per_group + j] = xq[2 * v + 1];
+        }
+    }
+#endif
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *q = Q + (int64_t)(rows ? rows[i] : i) * qstride;
         float total = 0.f;
         for (int64_t g = 0; g < ngroups; g++) {
             int64_t v0 = g * per_group, v1 = MIN(nvec, v0 + per_group);
+#ifdef HAVE_PERMW
+            if (xeo) {
+                const int16_t *t = tables + g * 128, *xe = xeo + g * group, *xo = xe + per_group;
+                const __m512i t0a = _mm512_loadu_si512(t), t0b = _mm512_loadu_si512(t + 32);
+                const __m512i t1a = _mm512_loadu_si512(t + 64), t1b = _mm512_loadu_si512(t + 96);
+                __m512i acc = _mm512_setzero_si512();
+                for (int64_t v = v0; v < v1; v += 32) {
+                    __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(unpack16(q, v, qstride, &u)),
+                                                     unpack16(q, v + 16, qstride, &u), 1);
+                    __m512i c0 = _mm512_permutex2var_epi16(t0a, idx, t0b), c1 = _mm512_permutex2var_epi16(t1a, idx, t1b);
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(c0, _mm512_loadu_si512(xe + (v - v0))));
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(c1, _mm512_loadu_si512(xo + (v - v0))));
+                }
+                total += (float)bscale[g] * xs[g] * (float)_mm512_reduce_add_epi32(acc);
+                continue;
+            }
+#endif
 #ifdef HAVE_AVX2
             if (xq) {
                 const int32_t *tab = pairs + g * K;
@@ -375,6 +436,10 @@ void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bsc
         }
         y[i] = total;
     }
+#ifdef HAVE_PERMW
+    free(tables);
+    free(xeo);
+#endif
     free(pairs);
     free(xq);
     free(xs);

@@ -25,9 +25,8 @@ LOG_DECAY_SCALE = math.exp(-0.5)
 
 
 def layer_norm(x, w, b, eps=1e-5):
-    mu = x.mean()
-    var = ((x - mu) ** 2).mean()
-    return (x - mu) / np.sqrt(var + eps) * w + b
+    d = x - np.add.reduce(x) / x.size
+    return d * (w / np.sqrt(np.dot(d, d) / x.size + eps)) + b
 
 
 def sigmoid(x):
@@ -255,6 +254,9 @@ class Runtime:
         self.emb = EmbeddingRows(self.w.mat("emb.weight"), cache_rows if folded else 0)
         self.ln_out = (self.w.vec("ln_out.weight"), self.w.vec("ln_out.bias"))
         self.head = Head(self.w, structure.get("cluster_head", {}).get("head"))
+        # rows read here and there: page by page, not in read-ahead blocks
+        sparse = ["emb.weight"] + (["head.weight"] if self.head.spec else [])
+        compressed.container.advise_random(a for name in sparse for a in self.w.parts(name)[1].values())
         self.tokens = 0
 
     def zero_state(self) -> list[dict]:
