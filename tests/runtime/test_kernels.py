@@ -5,7 +5,7 @@ import pytest
 from rwkvlite.format.encodings import decode, encode_dense, encode_sq, encode_vq
 from rwkvlite.runtime import kernels
 from rwkvlite.runtime.matrix import matrix
-from rwkvlite.runtime.model import wkv7
+from rwkvlite.runtime.model import time_mix
 
 pytestmark = pytest.mark.skipif(kernels.lib() is None, reason="no C compiler")
 
@@ -25,7 +25,7 @@ def vq_matrix(rng, rows, cols, bits, dim, group):
     return encode_vq(codes, book, rng.uniform(0.005, 0.02, groups), bits, dim, group, [rows, cols])
 
 
-CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (100, 32), (96, 48), (90, 30))]
+CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (384, 128), (100, 32), (96, 48), (90, 30))]
 CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("dense", 16, 100, None)]
 
 
@@ -81,12 +81,23 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     np.testing.assert_allclose(y, x @ W, rtol=1e-4, atol=1e-4 * np.abs(x @ W).max())
 
 
-def test_wkv7_kernel_equals_the_numpy_update():
+def test_time_mix_kernel_equals_the_numpy_equations(monkeypatch):
     rng = np.random.default_rng(1)
     H, N = 3, 16
+
+    class Head:  # what time_mix reads from a Block
+        pass
+
+    b = Head()
+    b.H, b.N, b.eps = H, N, 64e-5
+    b.k_k, b.k_a, b.r_k, *b.lnx = (rng.uniform(-1, 1, H * N).astype(np.float32) for _ in range(5))
     S = rng.standard_normal((H, N, N)).astype(np.float32)
-    r, w, k, v, kk, a = (rng.uniform(0.1, 1, (H, N)).astype(np.float32) for _ in range(6))
-    expect_S = S * w[:, None, :] + (S @ -kk[:, :, None]) * (kk * a)[:, None, :] + v[:, :, None] * k[:, None, :]
-    T, y = wkv7(S, r, w, k, v, kk, a)
-    np.testing.assert_allclose(T, expect_S, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(y, (expect_S @ r[:, :, None])[:, :, 0], rtol=1e-5, atol=1e-4)
+    r, w_raw, k, v, a_raw, g = (rng.standard_normal(H * N).astype(np.float32) for _ in range(6))
+    S0 = S.copy()
+    T, y = time_mix(b, S, r, w_raw, k, v, a_raw, g)
+    np.testing.assert_array_equal(S, S0)  # the old state is left as it was
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_tried", True)
+    expect_T, expect_y = time_mix(b, S, r, w_raw, k, v, a_raw, g)
+    np.testing.assert_allclose(T, expect_T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y, expect_y, rtol=1e-4, atol=1e-4)

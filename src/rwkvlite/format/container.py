@@ -166,7 +166,8 @@ def read(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
         raise CheckpointError(f"{path}: corrupt compressed file (data checksum mismatch)")
     arrays = {}
     if expected:
-        data = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(expected,))
+        # plain ndarray views of the map (numpy.memmap slices cost a Python call each)
+        data = np.asarray(np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(expected,)))
         for key, info in header.items():
             dtype = ST_DTYPES.get(info.get("dtype"))
             if dtype is None:

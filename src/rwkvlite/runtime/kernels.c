@@ -24,6 +24,11 @@
 #if defined(__AVX512BW__) && defined(__AVX512F__)
 #define HAVE_PERMW 1  /* 64-entry int16 table lookups (VQ centroids) */
 #endif
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define DOT16(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)  /* acc += pairwise int16 products, one instruction */
+#else
+#define DOT16(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+#endif
 #endif
 
 typedef _Float16 f16;
@@ -62,24 +67,30 @@ static inline uint32_t code_at(const uint8_t *row, int64_t j, int bits) {
 /* Unpacking 16 codes of 1-8 bits (2*bits bytes) into 16-bit lanes: a byte shuffle puts the
  * two bytes holding code j into lane j, a multiply by 2^(16-bits-s) moves the code's top bit
  * to bit 15 (s: its offset in the pair) and a shift by 16-bits brings it down. */
-typedef struct { __m256i shuffle, mul; int bits; } unpacker;
+typedef struct { __m256i shuffle, shuffle2, mul; int bits; } unpacker;
 
 static unpacker make_unpacker(int bits) {
-    uint8_t sh[32];
+    uint8_t sh[32], sh2[32];  /* sh2: the next 16 codes, 2*bits bytes on (bits <= 4) */
     int16_t mul[16];
     for (int j = 0; j < 16; j++) {
         int bit = j * bits, b = bit >> 3, s = bit & 7;
         sh[2 * j] = (uint8_t)b;
         sh[2 * j + 1] = s + bits > 8 ? (uint8_t)(b + 1) : 0x80;  /* 0x80: a zero byte */
+        sh2[2 * j] = bits <= 4 ? sh[2 * j] + 2 * bits : 0x80;
+        sh2[2 * j + 1] = bits <= 4 && sh[2 * j + 1] != 0x80 ? sh[2 * j + 1] + 2 * bits : 0x80;
         mul[j] = (int16_t)(1u << (16 - bits - s));
     }
-    unpacker u = {_mm256_loadu_si256((const __m256i *)sh), _mm256_loadu_si256((const __m256i *)mul), bits};
+    unpacker u = {_mm256_loadu_si256((const __m256i *)sh), _mm256_loadu_si256((const __m256i *)sh2),
+                  _mm256_loadu_si256((const __m256i *)mul), bits};
     return u;
 }
 
+static inline __m256i unpack_with(__m256i raw2, __m256i shuffle, const unpacker *u) {
+    return _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(raw2, shuffle), u->mul), 16 - u->bits);
+}
+
 static inline __m256i unpack_raw(__m128i raw, const unpacker *u) {
-    __m256i pairs = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(raw), u->shuffle);
-    return _mm256_srli_epi16(_mm256_mullo_epi16(pairs, u->mul), 16 - u->bits);
+    return unpack_with(_mm256_broadcastsi128_si256(raw), u->shuffle, u);
 }
 
 /* codes c..c+16 of a row of `stride` bytes (c a multiple of 16) as uint16 lanes; the load
@@ -98,7 +109,19 @@ static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t 
                               const int16_t *xq) {
     __m256i acc = _mm256_setzero_si256(), acc1 = acc;
     int64_t c = c0, bits = u->bits;
-#define MADD(acc, codes, at) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(codes, _mm256_loadu_si256((const __m256i *)(xq + (at)))))
+#define MADD(acc, codes, at) acc = DOT16(acc, codes, _mm256_loadu_si256((const __m256i *)(xq + (at))))
+#ifdef HAVE_PERMW
+    if (bits == 1) {  /* sign bits: 32 bits are a mask selecting x's int16 values */
+        __m512i wide = _mm512_setzero_si512();
+        const __m512i ones = _mm512_set1_epi16(1);
+        for (; c + 32 <= c1; c += 32) {
+            __mmask32 m;
+            memcpy(&m, q + c / 8, 4);
+            wide = _mm512_add_epi32(wide, _mm512_madd_epi16(_mm512_maskz_mov_epi16(m, _mm512_loadu_si512(xq + c)), ones));
+        }
+        acc = _mm256_add_epi32(_mm512_castsi512_si256(wide), _mm512_extracti64x4_epi64(wide, 1));
+    }
+#endif
     if (bits == 8) {
         for (; c + 32 <= c1; c += 32) {
             MADD(acc, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c))), c);
@@ -111,6 +134,13 @@ static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t 
             __m128i lo = _mm_and_si128(raw, nib), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), nib);
             MADD(acc, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi)), c);
             MADD(acc1, _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(lo, hi)), c + 16);
+        }
+    } else if (bits < 4) {  /* 32 codes from one 16-byte load that stays inside the row */
+        int64_t limit = (stride - 16) * 8 / bits;
+        for (; c + 32 <= c1 && c + 16 <= limit; c += 32) {
+            __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)));
+            MADD(acc, unpack_with(raw, u->shuffle, u), c);
+            MADD(acc1, unpack_with(raw, u->shuffle2, u), c + 16);
         }
     } else {  /* chunks whose 16-byte loads stay inside the row */
         int64_t limit = (stride - 16) * 8 / bits;
@@ -297,11 +327,114 @@ void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, in
     free(xs);
 }
 
+#ifdef HAVE_AVX2
+/* axpy over many short rows (LoRA factors stored [in, r]): 64 columns of y stay in registers
+ * while every row is read; each block of 64 columns must lie in one group */
+static void axpy_sq_narrow(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride,
+                           int64_t group, int64_t cols, int64_t ngroups, const float *a, float *y, const int32_t *rows,
+                           int64_t n, const unpacker *u) {
+    for (int64_t c0 = 0; c0 < cols; c0 += 64) {
+        __m256 acc[8];
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+        float zsum = 0.f;
+        int64_t g = c0 / group;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t r = rows ? rows[i] : i;
+            const uint8_t *q = Q + r * qstride;
+            float s = a[i] * (float)S[r * ngroups + g];
+            zsum += s * (float)code_at(Z + r * zstride, g, u->bits);
+            __m256 vs = _mm256_set1_ps(s);
+            for (int j = 0; j < 4; j++) {
+                __m256 lo, hi;
+                to_float(unpack16(q, c0 + 16 * j, qstride, u), &lo, &hi);
+                acc[2 * j] = _mm256_fmadd_ps(vs, lo, acc[2 * j]);
+                acc[2 * j + 1] = _mm256_fmadd_ps(vs, hi, acc[2 * j + 1]);
+            }
+        }
+        __m256 vz = _mm256_set1_ps(zsum);
+        for (int j = 0; j < 8; j++)
+            _mm256_storeu_ps(y + c0 + 8 * j, _mm256_add_ps(_mm256_loadu_ps(y + c0 + 8 * j), _mm256_sub_ps(acc[j], vz)));
+    }
+}
+#endif
+
+#ifdef HAVE_AVX2
+/* axpy on integer codes (FFN value columns of the active neurons): per group g the row
+ * coefficients b_ig = a_i scale_ig are rounded to int16 on one scale B_g; rows go in pairs,
+ * their codes interleaved, so one instruction adds b_i q_ic + b_i' q_i'c for 8 columns.
+ *   y_c += B_g sum_i bq_ig q_ic - sum_i b_ig zero_ig
+ * The int32 sums are moved to float before they could overflow. Threads split 64-column blocks. */
+static int axpy_sq_int(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
+                       int64_t group, int64_t cols, int64_t ngroups, const float *a, float *y, const int32_t *rows,
+                       int64_t n, const unpacker *u) {
+    int64_t npair = (n + 1) / 2;
+    int32_t *coef = malloc(ngroups * npair * sizeof *coef);
+    float *B = malloc(ngroups * sizeof *B), *zterm = calloc(ngroups, sizeof *zterm);
+    if (!coef || !B || !zterm) {
+        free(coef), free(B), free(zterm);
+        return 0;
+    }
+    for (int64_t g = 0; g < ngroups; g++) {
+        float m = 0.f;
+        for (int64_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i] * (float)S[(rows ? rows[i] : i) * ngroups + g]));
+        B[g] = m / 32767.f;
+        float inv = m > 0 ? 32767.f / m : 0.f;
+        for (int64_t i = 0; i < 2 * npair; i++) {
+            int64_t r = i < n ? (rows ? rows[i] : i) : 0;
+            float b = i < n ? a[i] * (float)S[r * ngroups + g] : 0.f;
+            if (i < n) zterm[g] += b * (float)code_at(Z + r * zstride, g, bits);
+            uint32_t half = (uint16_t)(int16_t)lrintf(b * inv);
+            if (i & 1) coef[g * npair + i / 2] |= (int32_t)(half << 16);
+            else coef[g * npair + i / 2] = (int32_t)half;
+        }
+    }
+    int64_t flush = (int64_t)(2147483647.0 / (2.0 * 32767 * ((1 << bits) - 1)));
+#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+    for (int64_t blk = 0; blk < cols / 64; blk++) {
+        int64_t c0 = blk * 64, g = c0 / group;
+        __m256i acc[8];
+        __m256 f[8];
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256(), f[k] = _mm256_setzero_ps();
+        for (int64_t p = 0, since = 0; p < npair; p++) {
+            int64_t r0 = rows ? rows[2 * p] : 2 * p, r1 = 2 * p + 1 < n ? (rows ? rows[2 * p + 1] : 2 * p + 1) : r0;
+            const uint8_t *q0 = Q + r0 * qstride, *q1 = Q + r1 * qstride;
+            __m256i cp = _mm256_set1_epi32(coef[g * npair + p]);
+            for (int j = 0; j < 4; j++) {
+                __m256i u0 = unpack16(q0, c0 + 16 * j, qstride, u), u1 = unpack16(q1, c0 + 16 * j, qstride, u);
+                acc[2 * j] = DOT16(acc[2 * j], _mm256_unpacklo_epi16(u0, u1), cp);
+                acc[2 * j + 1] = DOT16(acc[2 * j + 1], _mm256_unpackhi_epi16(u0, u1), cp);
+            }
+            if (++since == flush || p == npair - 1) {
+                for (int k = 0; k < 8; k++) f[k] = _mm256_add_ps(f[k], _mm256_cvtepi32_ps(acc[k])), acc[k] = _mm256_setzero_si256();
+                since = 0;
+            }
+        }
+        const __m256 vb = _mm256_set1_ps(B[g]), vz = _mm256_set1_ps(zterm[g]);
+        for (int j = 0; j < 4; j++) {  /* lo holds columns 0-3 and 8-11 of the chunk, hi 4-7 and 12-15 */
+            __m256 first = _mm256_permute2f128_ps(f[2 * j], f[2 * j + 1], 0x20);
+            __m256 second = _mm256_permute2f128_ps(f[2 * j], f[2 * j + 1], 0x31);
+            float *yy = y + c0 + 16 * j;
+            _mm256_storeu_ps(yy, _mm256_add_ps(_mm256_loadu_ps(yy), _mm256_fmsub_ps(vb, first, vz)));
+            _mm256_storeu_ps(yy + 8, _mm256_add_ps(_mm256_loadu_ps(yy + 8), _mm256_fmsub_ps(vb, second, vz)));
+        }
+    }
+    free(coef), free(B), free(zterm);
+    return 1;
+}
+#endif
+
 void axpy_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
              int64_t group, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
     int64_t ngroups = (cols + group - 1) / group;
 #ifdef HAVE_AVX2
     unpacker u = make_unpacker(bits);
+    if (cols % 64 == 0 && cols <= 256 && (group % 64 == 0 || group >= cols)) {
+        axpy_sq_narrow(Q, qstride, S, Z, zstride, group, cols, ngroups, a, y, rows, n, &u);
+        return;
+    }
+    if (int16_x && n > 1 && group % 64 == 0 && cols % 64 == 0 &&
+        axpy_sq_int(Q, qstride, S, Z, zstride, bits, group, cols, ngroups, a, y, rows, n, &u))
+        return;
 #endif
 #pragma omp parallel num_threads(share_threads(n * cols))
     {
@@ -490,28 +623,49 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *b
     free(pairs);
 }
 
-/* ---------------------------------------------------------------- RWKV-7 state update */
+/* ---------------------------------------------------------------- RWKV-7 time mix */
 
-/* One token of RWKV-7's WKV for H heads of size N, state S [H][N (value)][N (key)]:
- *   S' = S diag(w) + (S (-kk)) (kk a)^T + v k^T,   y = S' r
- * in one pass over S (threads split the heads); S' is written to T (which may be S). */
-void wkv7(const float *S, float *T, const float *r, const float *w, const float *k, const float *v, const float *kk,
-          const float *a, int64_t H, int64_t N, float *y) {
+/* One token of RWKV-7's time mix after its projections, per head h (N channels):
+ *   w = exp(-e^-0.5 sigmoid(w_raw)),  a = sigmoid(a_raw),  kk = normalize(k * k_k),
+ *   k' = k (1 + (a - 1) k_a)
+ *   S' = S diag(w) + (S (-kk)) (kk a)^T + v k'^T          (S: [N (value)][N (key)])
+ *   y  = group_norm(S' r) * ln_w + ln_b + (sum_j r k' r_k) v,   out = y * g
+ * (model/rwkv7.py, TimeMix.forward). S' goes to T, which may be S; threads split the heads. */
+void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw, const float *k, const float *v,
+                    const float *a_raw, const float *k_k, const float *k_a, const float *r_k, const float *ln_w,
+                    const float *ln_b, const float *g, int64_t H, int64_t N, float eps, float *out) {
 #pragma omp parallel for schedule(static) if (H * N * N >= PARALLEL_MIN)
     for (int64_t h = 0; h < H; h++) {
-        const float *rh = r + h * N, *wh = w + h * N, *kh = k + h * N, *vh = v + h * N, *kkh = kk + h * N,
-                    *ah = a + h * N;
-        for (int64_t i = 0; i < N; i++) {
-            const float *s = S + (h * N + i) * N;
-            float *t = T + (h * N + i) * N;
-            float sa = 0.f, out = 0.f;
-            for (int64_t j = 0; j < N; j++) sa -= s[j] * kkh[j];
-            for (int64_t j = 0; j < N; j++) {
-                t[j] = s[j] * wh[j] + sa * kkh[j] * ah[j] + vh[i] * kh[j];
-                out += t[j] * rh[j];
-            }
-            y[h * N + i] = out;
+        float w[N], a[N], kk[N], kp[N], y[N];  /* N: the head size, 64 */
+        const int64_t o = h * N;
+        float norm = 0.f, bonus = 0.f, mean = 0.f, var = 0.f;
+        for (int64_t j = 0; j < N; j++) {
+            w[j] = expf(-0.60653066f / (1.f + expf(-w_raw[o + j])));
+            a[j] = 1.f / (1.f + expf(-a_raw[o + j]));
+            kk[j] = k[o + j] * k_k[o + j];
+            norm += kk[j] * kk[j];
+            kp[j] = k[o + j] * (1.f + (a[j] - 1.f) * k_a[o + j]);
+            bonus += r[o + j] * kp[j] * r_k[o + j];
         }
+        norm = 1.f / fmaxf(sqrtf(norm), 1e-12f);
+        for (int64_t j = 0; j < N; j++) kk[j] *= norm;
+        for (int64_t i = 0; i < N; i++) {
+            const float *s = S + (o + i) * N;
+            float *t = T + (o + i) * N;
+            float sa = 0.f, acc = 0.f, vi = v[o + i];
+            for (int64_t j = 0; j < N; j++) sa -= s[j] * kk[j];
+            for (int64_t j = 0; j < N; j++) {
+                t[j] = s[j] * w[j] + sa * kk[j] * a[j] + vi * kp[j];
+                acc += t[j] * r[o + j];
+            }
+            y[i] = acc;
+            mean += acc;
+        }
+        mean /= N;
+        for (int64_t i = 0; i < N; i++) var += (y[i] - mean) * (y[i] - mean);
+        float inv = 1.f / sqrtf(var / N + eps);
+        for (int64_t i = 0; i < N; i++)
+            out[o + i] = ((y[i] - mean) * inv * ln_w[o + i] + ln_b[o + i] + bonus * v[o + i]) * g[o + i];
     }
 }
 

@@ -35,7 +35,7 @@ SIGNATURES = {
     "axpy_sq": [VP, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "mv_vq": [VP, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "axpy_vq": [VP, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
-    "wkv7": [VP, VP, VP, VP, VP, VP, VP, VP, I64, I64, VP],
+    "rwkv7_time_mix": [VP] * 13 + [I64, I64, ctypes.c_float, VP],
     "set_threads": [ctypes.c_int],
 }
 RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int}

@@ -129,9 +129,9 @@ class Block:
         vec = w.vec
         self.ln1 = (vec(f"{p}.ln1.weight"), vec(f"{p}.ln1.bias"))
         self.ln2 = (vec(f"{p}.ln2.weight"), vec(f"{p}.ln2.bias"))
-        self.mix = {n: vec(f"{p}.att.x_{n}") for n in "rwkvag"}
+        self.mix = np.stack([vec(f"{p}.att.x_{n}") for n in "rwkvag"])
         self.w0, self.a0, self.k_k, self.k_a = (vec(f"{p}.att.{n}") for n in ("w0", "a0", "k_k", "k_a"))
-        self.r_k = vec(f"{p}.att.r_k").reshape(self.H, self.N)
+        self.r_k = vec(f"{p}.att.r_k")
         self.w1, self.w2, self.a1, self.a2, self.g1, self.g2 = (Lora(w, f"{p}.att.{n}") for n in
                                                                 ("w1", "w2", "a1", "a2", "g1", "g2"))
         if i > 0:
@@ -139,7 +139,7 @@ class Block:
         self.r, self.k, self.v = (Linear(w, f"{p}.att.{n}", low.get(f"{p}.att.{n}"))
                                   for n in ("receptance", "key", "value"))
         self.o = Linear(w, f"{p}.att.output", None)
-        self.lnx = (vec(f"{p}.att.ln_x.weight").reshape(self.H, self.N), vec(f"{p}.att.ln_x.bias").reshape(self.H, self.N))
+        self.lnx = (vec(f"{p}.att.ln_x.weight"), vec(f"{p}.att.ln_x.bias"))
         self.x_k = vec(f"{p}.ffn.x_k")
         self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
         spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
@@ -147,28 +147,20 @@ class Block:
         self.active_total = 0
 
     def __call__(self, x, st, v_first):
-        H, N = self.H, self.N
         xa = layer_norm(x, *self.ln1)
         dx = st["att"] - xa
         st["att"] = xa
-        xr, xw, xk, xv, xA, xg = (xa + dx * self.mix[n] for n in "rwkvag")
+        xr, xw, xk, xv, xA, xg = xa + dx * self.mix  # token shift, six mixes at once
         r, k, v = self.r(xr), self.k(xk), self.v(xv)
-        w = np.exp(-LOG_DECAY_SCALE * sigmoid(self.w0 + self.w2(np.tanh(self.w1(xw)))))
-        a = sigmoid(self.a0 + self.a2(self.a1(xA)))
+        w_raw = self.w0 + self.w2(np.tanh(self.w1(xw)))
+        a_raw = self.a0 + self.a2(self.a1(xA))
         g = self.g2(sigmoid(self.g1(xg)))
-        kk = (k * self.k_k).reshape(H, N)
-        kk = kk / np.maximum(np.linalg.norm(kk, axis=-1, keepdims=True), 1e-12)
-        k = k * (1 + (a - 1) * self.k_a)
         if self.i == 0:
-            v_first = v
+            v_first = v = v.copy()  # mv's buffer is the matrix's own
         else:
             v = v + (v_first - v) * sigmoid(self.v0 + self.v2(self.v1(xv)))
-        r, w, k, v, a = (np.ascontiguousarray(t, np.float32).reshape(H, N) for t in (r, w, k, v, a))
-        st["wkv"], y = wkv7(st["wkv"], r, w, k, v, np.ascontiguousarray(kk, np.float32), a)
-        mu = y.mean(-1, keepdims=True)
-        y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + self.eps) * self.lnx[0] + self.lnx[1]
-        y = y + (r * k * self.r_k).sum(-1, keepdims=True) * v
-        x = x + self.o((y.reshape(-1) * g).astype(np.float32))
+        st["wkv"], y = time_mix(self, st["wkv"], r, w_raw, k, v, a_raw, g)
+        x = x + self.o(y)
         xf = layer_norm(x, *self.ln2)
         dx = st["ffn"] - xf
         st["ffn"] = xf
@@ -189,16 +181,29 @@ class Block:
         return (x + out).astype(np.float32), v_first
 
 
-def wkv7(S, r, w, k, v, kk, a):
-    """RWKV-7's state update for one token: (S', y), S [H, N(v), N(k)], the rest [H, N]."""
+def time_mix(b: Block, S, r, w_raw, k, v, a_raw, g) -> tuple[np.ndarray, np.ndarray]:
+    """RWKV-7's time mix after the projections (model/rwkv7.py): decay, in-context learning
+    rate, state update, read-out, group norm, bonus and gate. (S', y [C]); the old S is kept."""
     lib = kernels.lib()
-    if lib is None:
-        S = S * w[:, None, :] + (S @ -kk[:, :, None]) * (kk * a)[:, None, :] + v[:, :, None] * k[:, None, :]
-        return S, (S @ r[:, :, None])[:, :, 0]
-    T, y = np.empty_like(S), np.empty_like(r)
-    H, N = r.shape
-    lib.wkv7(*(kernels.ptr(t) for t in (S, T, r, w, k, v, kk, a)), H, N, kernels.ptr(y))
-    return T, y
+    H, N = b.H, b.N
+    if lib is not None:
+        T, out = np.empty_like(S), np.empty(H * N, np.float32)
+        args = (S, T, *(np.ascontiguousarray(t, np.float32) for t in (r, w_raw, k, v, a_raw)), b.k_k, b.k_a, b.r_k,
+                *b.lnx, np.ascontiguousarray(g, np.float32))
+        lib.rwkv7_time_mix(*(kernels.ptr(t) for t in args), H, N, b.eps, kernels.ptr(out))
+        return T, out
+    w = np.exp(-LOG_DECAY_SCALE * sigmoid(w_raw))
+    a = sigmoid(a_raw)
+    kk = (k * b.k_k).reshape(H, N)
+    kk = kk / np.maximum(np.linalg.norm(kk, axis=-1, keepdims=True), 1e-12)
+    k = k * (1 + (a - 1) * b.k_a)
+    r, w, k, v, a = (t.reshape(H, N) for t in (r, w, k, v, a))
+    S = S * w[:, None, :] + (S @ -kk[:, :, None]) * (kk * a)[:, None, :] + v[:, :, None] * k[:, None, :]
+    y = (S @ r[:, :, None])[:, :, 0]
+    mu = y.mean(-1, keepdims=True)
+    y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + b.eps)
+    y = y * b.lnx[0].reshape(H, N) + b.lnx[1].reshape(H, N) + (r * k * b.r_k.reshape(H, N)).sum(-1, keepdims=True) * v
+    return S, (y.reshape(-1) * g).astype(np.float32)
 
 
 class Head:
@@ -211,9 +216,7 @@ class Head:
         if spec:
             self.cluster = decode(*w.parts("head.cluster")).astype(np.int64)
             self.sW, self.sb = w.mat("head.scorer.weight"), w.vec("head.scorer.bias")
-            order = np.argsort(self.cluster, kind="stable")
             sizes = np.bincount(self.cluster, minlength=spec["clusters"])
-            self.members = np.split(order.astype(np.int32), np.cumsum(sizes)[:-1])
             self.log_sizes = np.log(sizes.astype(np.float64))
 
     def __call__(self, h) -> np.ndarray:
@@ -228,7 +231,9 @@ class Head:
         rank = np.arange(len(s))
         take = ((mass_before < self.spec["p"]) | (rank < self.spec["min_clusters"])) & (rank < self.spec["max_clusters"])
         chosen = order[take]
-        rows = np.concatenate([self.members[c] for c in chosen])
+        picked = np.zeros(len(s), bool)
+        picked[chosen] = True
+        rows = np.flatnonzero(picked[self.cluster]).astype(np.int32)  # in file order: a forward scan
         self.rows_total += len(rows)
         logits = self.W.mv(h, rows).astype(np.float64)
         out = (np.log(s) - self.log_sizes)[self.cluster]  # shared pseudo-logit log(s_k / n_k)
