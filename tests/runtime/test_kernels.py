@@ -25,7 +25,7 @@ def vq_matrix(rng, rows, cols, bits, dim, group):
     return encode_vq(codes, book, rng.uniform(0.005, 0.02, groups), bits, dim, group, [rows, cols])
 
 
-CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (384, 128), (100, 32), (96, 48), (90, 30))]
+CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (160, 64), (384, 128), (100, 32), (96, 48), (90, 30))]
 CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("dense", 16, 100, None)]
 
 

@@ -93,19 +93,20 @@ static inline __m256i unpack_raw(__m128i raw, const unpacker *u) {
     return unpack_with(_mm256_broadcastsi128_si256(raw), u->shuffle, u);
 }
 
-/* codes c..c+16 of a row of `stride` bytes (c a multiple of 16) as uint16 lanes; the load
- * reads 16 bytes, so near the row's end the 2*bits bytes are copied out first */
-static inline __m256i unpack16(const uint8_t *q, int64_t c, int64_t stride, const unpacker *u) {
+/* codes c..c+16 from a row at q (c a multiple of 16) as uint16 lanes. The load reads 16
+ * bytes; `avail` is how many bytes from q on may be read (the rest of the matrix and what
+ * follows it in memory), so only near the very end are the 2*bits bytes copied out first. */
+static inline __m256i unpack16(const uint8_t *q, int64_t c, int64_t avail, const unpacker *u) {
     int64_t at = c / 8 * u->bits;
     if (u->bits == 8) return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + at)));
-    if (at + 16 <= stride) return unpack_raw(_mm_loadu_si128((const __m128i *)(q + at)), u);
+    if (at + 16 <= avail) return unpack_raw(_mm_loadu_si128((const __m128i *)(q + at)), u);
     uint8_t tail[16] = {0};
     memcpy(tail, q + at, 2 * u->bits);
     return unpack_raw(_mm_loadu_si128((const __m128i *)tail), u);
 }
 
 /* sum over codes c0..c1 (whole 16-code chunks) of code * xq, in 8 int32 lanes */
-static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t stride, const unpacker *u,
+static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t avail, const unpacker *u,
                               const int16_t *xq) {
     __m256i acc = _mm256_setzero_si256(), acc1 = acc;
     int64_t c = c0, bits = u->bits;
@@ -136,20 +137,20 @@ static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t 
             MADD(acc1, _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(lo, hi)), c + 16);
         }
     } else if (bits < 4) {  /* 32 codes from one 16-byte load that stays inside the row */
-        int64_t limit = (stride - 16) * 8 / bits;
+        int64_t limit = (avail - 16) * 8 / bits;
         for (; c + 32 <= c1 && c + 16 <= limit; c += 32) {
             __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)));
             MADD(acc, unpack_with(raw, u->shuffle, u), c);
             MADD(acc1, unpack_with(raw, u->shuffle2, u), c + 16);
         }
     } else {  /* chunks whose 16-byte loads stay inside the row */
-        int64_t limit = (stride - 16) * 8 / bits;
+        int64_t limit = (avail - 16) * 8 / bits;
         for (; c + 32 <= c1 && c + 16 <= limit; c += 32) {
             MADD(acc, unpack_raw(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)), u), c);
             MADD(acc1, unpack_raw(_mm_loadu_si128((const __m128i *)(q + (c + 16) / 8 * bits)), u), c + 16);
         }
     }
-    for (; c < c1; c += 16) MADD(acc, unpack16(q, c, stride, u), c);
+    for (; c < c1; c += 16) MADD(acc, unpack16(q, c, avail, u), c);
 #undef MADD
     return _mm256_add_epi32(acc, acc1);
 }
@@ -244,7 +245,7 @@ void axpy_f16(const f16 *W, int64_t cols, const float *a, float *y, const int32_
 int int16_x = 1;
 
 /* sum over the codes of one row and group times float x */
-static float sq_group_float(const uint8_t *q, int64_t stride, int64_t c0, int64_t c1, int bits, const float *x,
+static float sq_group_float(const uint8_t *q, int64_t avail, int64_t c0, int64_t c1, int bits, const float *x,
                             const void *u_) {
     float acc = 0.f;
     int64_t c = c0;
@@ -254,20 +255,60 @@ static float sq_group_float(const uint8_t *q, int64_t stride, int64_t c0, int64_
         __m256 v = _mm256_setzero_ps(), v1 = v;
         for (; c + 16 <= c1; c += 16) {
             __m256 lo, hi;
-            to_float(unpack16(q, c, stride, u), &lo, &hi);
+            to_float(unpack16(q, c, avail, u), &lo, &hi);
             v = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + c), v);
             v1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + c + 8), v1);
         }
         acc = hsum(_mm256_add_ps(v, v1));
     }
 #else
-    (void)stride, (void)u_;
+    (void)avail, (void)u_;
 #endif
     for (; c < c1; c++) acc += (float)code_at(q, c, bits) * x[c];
     return acc;
 }
 
-void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
+#ifdef HAVE_AVX2
+/* unpack16 with `bits` a compile-time constant at the call site and the load known to be safe */
+static inline __attribute__((always_inline)) __m256i unpack_fast(const uint8_t *q, int64_t c, const int bits,
+                                                                 __m256i shuffle, __m256i mul) {
+    if (bits == 8) return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c)));
+    __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)));
+    return _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(raw, shuffle), mul), 16 - bits);
+}
+
+/* one row of codes (all groups whole, loads known safe) times int16 x: sum_g scale_g xs_g (q . xq)_g
+ * in 8 float lanes */
+static inline __attribute__((always_inline)) __m256 row_int(const uint8_t *q, const f16 *scale, const int16_t *xq,
+                                                            const float *xs, int64_t ngroups, int64_t group,
+                                                            const int bits, const unpacker *u) {
+    const __m256i shuffle = u->shuffle, shuffle2 = u->shuffle2, mul = u->mul;
+    __m256 vt = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ngroups; g++) {
+        __m256i acc = _mm256_setzero_si256(), acc1 = acc;
+        int64_t c = g * group, c1 = c + group;
+        for (; c + 32 <= c1; c += 32) {
+            __m256i k0, k1;
+            if (bits < 4) {  /* 32 codes in one 16-byte load */
+                __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)));
+                k0 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(raw, shuffle), mul), 16 - bits);
+                k1 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(raw, shuffle2), mul), 16 - bits);
+            } else {
+                k0 = unpack_fast(q, c, bits, shuffle, mul);
+                k1 = unpack_fast(q, c + 16, bits, shuffle, mul);
+            }
+            acc = DOT16(acc, k0, _mm256_loadu_si256((const __m256i *)(xq + c)));
+            acc1 = DOT16(acc1, k1, _mm256_loadu_si256((const __m256i *)(xq + c + 16)));
+        }
+        if (c < c1) acc = DOT16(acc, unpack_fast(q, c, bits, shuffle, mul), _mm256_loadu_si256((const __m256i *)(xq + c)));
+        vt = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, acc1)), _mm256_set1_ps((float)scale[g] * xs[g]), vt);
+    }
+    return vt;
+}
+
+#endif
+
+void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
            int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
     int64_t ngroups = (cols + group - 1) / group;
     float *xsum = malloc(ngroups * sizeof *xsum), *xs = NULL;
@@ -298,10 +339,23 @@ void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, in
     for (int64_t i = 0; i < n; i++) {
         int64_t r = rows ? rows[i] : i;
         const uint8_t *q = Q + r * qstride, *z = Z + r * zstride;
+        const int64_t avail = qbytes - r * qstride;
         const f16 *scale = S + r * ngroups;
+        if (rows && i + 2 < n)  /* scattered rows (FFN neurons, head clusters): fetch ahead */
+            for (int64_t o = 0; o < qstride; o += 64) __builtin_prefetch(Q + rows[i + 2] * qstride + o);
         float total = 0.f, zeros = 0.f;
 #ifdef HAVE_AVX2
         __m256 vt = _mm256_setzero_ps();
+        if (xq && bits > 1 && cols % group == 0 && avail >= qstride + 16) {  /* the common case: a loop per code width */
+            switch (bits) {
+#define CASE(B) case B: vt = row_int(q, scale, xq, xs, ngroups, group, B, &u); break;
+                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+            }
+            for (int64_t g = 0; g < ngroups; g++) zeros += (float)scale[g] * (float)code_at(z, g, bits) * xsum[g];
+            y[i] = hsum(vt) - zeros;
+            continue;
+        }
 #endif
         for (int64_t g = 0; g < ngroups; g++) {
             int64_t c0 = g * group, c1 = MIN(cols, c0 + group);
@@ -309,12 +363,12 @@ void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, in
             zeros += sg * (float)code_at(z, g, bits) * xsum[g];
 #ifdef HAVE_AVX2
             if (xq && c1 - c0 == group) {
-                vt = _mm256_fmadd_ps(_mm256_cvtepi32_ps(int_dot(q, c0, c1, qstride, &u, xq)), _mm256_set1_ps(sg * xs[g]), vt);
+                vt = _mm256_fmadd_ps(_mm256_cvtepi32_ps(int_dot(q, c0, c1, avail, &u, xq)), _mm256_set1_ps(sg * xs[g]), vt);
                 continue;
             }
-            total += sg * sq_group_float(q, qstride, c0, c1, bits, x, &u);
+            total += sg * sq_group_float(q, avail, c0, c1, bits, x, &u);
 #else
-            total += sg * sq_group_float(q, qstride, c0, c1, bits, x, u);
+            total += sg * sq_group_float(q, avail, c0, c1, bits, x, u);
 #endif
         }
 #ifdef HAVE_AVX2
@@ -328,12 +382,13 @@ void mv_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, in
 }
 
 #ifdef HAVE_AVX2
-/* axpy over many short rows (LoRA factors stored [in, r]): 64 columns of y stay in registers
- * while every row is read; each block of 64 columns must lie in one group */
-static void axpy_sq_narrow(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride,
+/* axpy over many short rows (LoRA factors stored [in, r]): up to 64 columns of y stay in
+ * registers while every row is read; each block of 64 columns must lie in one group */
+static void axpy_sq_narrow(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride,
                            int64_t group, int64_t cols, int64_t ngroups, const float *a, float *y, const int32_t *rows,
                            int64_t n, const unpacker *u) {
     for (int64_t c0 = 0; c0 < cols; c0 += 64) {
+        const int chunks = (int)(MIN(64, cols - c0) / 16);
         __m256 acc[8];
         for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
         float zsum = 0.f;
@@ -344,17 +399,56 @@ static void axpy_sq_narrow(const uint8_t *Q, int64_t qstride, const f16 *S, cons
             float s = a[i] * (float)S[r * ngroups + g];
             zsum += s * (float)code_at(Z + r * zstride, g, u->bits);
             __m256 vs = _mm256_set1_ps(s);
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < chunks; j++) {
                 __m256 lo, hi;
-                to_float(unpack16(q, c0 + 16 * j, qstride, u), &lo, &hi);
+                to_float(unpack16(q, c0 + 16 * j, qbytes - r * qstride, u), &lo, &hi);
                 acc[2 * j] = _mm256_fmadd_ps(vs, lo, acc[2 * j]);
                 acc[2 * j + 1] = _mm256_fmadd_ps(vs, hi, acc[2 * j + 1]);
             }
         }
         __m256 vz = _mm256_set1_ps(zsum);
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 2 * chunks; j++)
             _mm256_storeu_ps(y + c0 + 8 * j, _mm256_add_ps(_mm256_loadu_ps(y + c0 + 8 * j), _mm256_sub_ps(acc[j], vz)));
     }
+}
+#endif
+
+#ifdef HAVE_AVX2
+/* acc += the pairs p0..p1 of rows (codes interleaved) times their int16 coefficient pairs,
+ * for the 64 columns from c0 */
+static inline __attribute__((always_inline)) void pair_block(const uint8_t *Q, int64_t qstride, int64_t qbytes,
+                                                             const int32_t *rows, int64_t n, int64_t p0, int64_t p1,
+                                                             int64_t c0, const int32_t *cf, __m256i *acc, const int bits,
+                                                             const unpacker *u) {
+    const __m256i shuffle = u->shuffle, mul = u->mul;
+    const int64_t need = (c0 + 64) / 8 * bits + 16;  /* bytes from a row's start the loads may touch */
+    __m256i a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t r0 = rows ? rows[2 * p] : 2 * p, r1 = 2 * p + 1 < n ? (rows ? rows[2 * p + 1] : 2 * p + 1) : r0;
+        const uint8_t *q0 = Q + r0 * qstride, *q1 = Q + r1 * qstride;
+        const __m256i cp = _mm256_set1_epi32(cf[p]);
+        __m256i u0[4], u1[4];
+        if (__builtin_expect(qbytes - (r0 > r1 ? r0 : r1) * qstride >= need, 1)) {
+            for (int j = 0; j < 4; j++) {
+                u0[j] = unpack_fast(q0, c0 + 16 * j, bits, shuffle, mul);
+                u1[j] = unpack_fast(q1, c0 + 16 * j, bits, shuffle, mul);
+            }
+        } else {  /* the matrix's last rows */
+            for (int j = 0; j < 4; j++) {
+                u0[j] = unpack16(q0, c0 + 16 * j, qbytes - r0 * qstride, u);
+                u1[j] = unpack16(q1, c0 + 16 * j, qbytes - r1 * qstride, u);
+            }
+        }
+        a0 = DOT16(a0, _mm256_unpacklo_epi16(u0[0], u1[0]), cp);
+        a1 = DOT16(a1, _mm256_unpackhi_epi16(u0[0], u1[0]), cp);
+        a2 = DOT16(a2, _mm256_unpacklo_epi16(u0[1], u1[1]), cp);
+        a3 = DOT16(a3, _mm256_unpackhi_epi16(u0[1], u1[1]), cp);
+        a4 = DOT16(a4, _mm256_unpacklo_epi16(u0[2], u1[2]), cp);
+        a5 = DOT16(a5, _mm256_unpackhi_epi16(u0[2], u1[2]), cp);
+        a6 = DOT16(a6, _mm256_unpacklo_epi16(u0[3], u1[3]), cp);
+        a7 = DOT16(a7, _mm256_unpackhi_epi16(u0[3], u1[3]), cp);
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
 }
 #endif
 
@@ -363,59 +457,74 @@ static void axpy_sq_narrow(const uint8_t *Q, int64_t qstride, const f16 *S, cons
  * coefficients b_ig = a_i scale_ig are rounded to int16 on one scale B_g; rows go in pairs,
  * their codes interleaved, so one instruction adds b_i q_ic + b_i' q_i'c for 8 columns.
  *   y_c += B_g sum_i bq_ig q_ic - sum_i b_ig zero_ig
- * The int32 sums are moved to float before they could overflow. Threads split 64-column blocks. */
-static int axpy_sq_int(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
+ * Threads split the 64-column blocks. */
+static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
                        int64_t group, int64_t cols, int64_t ngroups, const float *a, float *y, const int32_t *rows,
                        int64_t n, const unpacker *u) {
     int64_t npair = (n + 1) / 2;
     int32_t *coef = malloc(ngroups * npair * sizeof *coef);
-    float *B = malloc(ngroups * sizeof *B), *zterm = calloc(ngroups, sizeof *zterm);
-    if (!coef || !B || !zterm) {
-        free(coef), free(B), free(zterm);
+    float *b = malloc(ngroups * n * sizeof *b), *B = calloc(ngroups, sizeof *B), *zterm = calloc(ngroups, sizeof *zterm);
+    if (!coef || !b || !B || !zterm) {
+        free(coef), free(b), free(B), free(zterm);
         return 0;
     }
-    for (int64_t g = 0; g < ngroups; g++) {
-        float m = 0.f;
-        for (int64_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i] * (float)S[(rows ? rows[i] : i) * ngroups + g]));
-        B[g] = m / 32767.f;
-        float inv = m > 0 ? 32767.f / m : 0.f;
-        for (int64_t i = 0; i < 2 * npair; i++) {
-            int64_t r = i < n ? (rows ? rows[i] : i) : 0;
-            float b = i < n ? a[i] * (float)S[r * ngroups + g] : 0.f;
-            if (i < n) zterm[g] += b * (float)code_at(Z + r * zstride, g, bits);
-            uint32_t half = (uint16_t)(int16_t)lrintf(b * inv);
-            if (i & 1) coef[g * npair + i / 2] |= (int32_t)(half << 16);
-            else coef[g * npair + i / 2] = (int32_t)half;
+    for (int64_t i = 0; i < n; i++) {  /* row by row: each row's scales and zeros are contiguous */
+        int64_t r = rows ? rows[i] : i;
+        for (int64_t g = 0; g < ngroups; g++) {
+            float v = a[i] * (float)S[r * ngroups + g];
+            b[g * n + i] = v;
+            B[g] = fmaxf(B[g], fabsf(v));
+            zterm[g] += v * (float)code_at(Z + r * zstride, g, bits);
         }
     }
-    int64_t flush = (int64_t)(2147483647.0 / (2.0 * 32767 * ((1 << bits) - 1)));
-#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
-    for (int64_t blk = 0; blk < cols / 64; blk++) {
-        int64_t c0 = blk * 64, g = c0 / group;
-        __m256i acc[8];
-        __m256 f[8];
-        for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256(), f[k] = _mm256_setzero_ps();
-        for (int64_t p = 0, since = 0; p < npair; p++) {
-            int64_t r0 = rows ? rows[2 * p] : 2 * p, r1 = 2 * p + 1 < n ? (rows ? rows[2 * p + 1] : 2 * p + 1) : r0;
-            const uint8_t *q0 = Q + r0 * qstride, *q1 = Q + r1 * qstride;
-            __m256i cp = _mm256_set1_epi32(coef[g * npair + p]);
-            for (int j = 0; j < 4; j++) {
-                __m256i u0 = unpack16(q0, c0 + 16 * j, qstride, u), u1 = unpack16(q1, c0 + 16 * j, qstride, u);
-                acc[2 * j] = DOT16(acc[2 * j], _mm256_unpacklo_epi16(u0, u1), cp);
-                acc[2 * j + 1] = DOT16(acc[2 * j + 1], _mm256_unpackhi_epi16(u0, u1), cp);
-            }
-            if (++since == flush || p == npair - 1) {
-                for (int k = 0; k < 8; k++) f[k] = _mm256_add_ps(f[k], _mm256_cvtepi32_ps(acc[k])), acc[k] = _mm256_setzero_si256();
-                since = 0;
+    for (int64_t g = 0; g < ngroups; g++) {
+        float inv = B[g] > 0 ? 32767.f / B[g] : 0.f;
+        B[g] /= 32767.f;
+        for (int64_t p = 0; p < npair; p++) {
+            uint32_t lo = (uint16_t)(int16_t)lrintf(b[g * n + 2 * p] * inv);
+            uint32_t hi = 2 * p + 1 < n ? (uint16_t)(int16_t)lrintf(b[g * n + 2 * p + 1] * inv) : 0;
+            coef[g * npair + p] = (int32_t)(lo | hi << 16);
+        }
+    }
+    free(b);
+    /* rows in chunks of PAIRS pairs (a few KB: they stay in L1 while every column block of
+     * this thread reads them); int32 sums of one chunk cannot overflow */
+    enum { PAIRS = 16 };
+#pragma omp parallel num_threads(share_threads(n * cols))
+    {
+        int64_t b0, b1;
+        column_share(cols / 64, 1, THREAD_ID, NUM_THREADS, &b0, &b1);
+        float fb[(b1 - b0) * 64 + 1];
+        memset(fb, 0, sizeof fb);
+        for (int64_t p0 = 0; p0 < npair; p0 += PAIRS) {
+            int64_t p1 = MIN(npair, p0 + PAIRS);
+            for (int64_t i = 2 * p1; i < MIN(n, 2 * (p1 + PAIRS)); i++)  /* the next chunk's rows */
+                for (int64_t o = 0; o < qstride; o += 64) __builtin_prefetch(Q + (rows ? rows[i] : i) * qstride + o);
+            for (int64_t blk = b0; blk < b1; blk++) {
+                int64_t c0 = blk * 64, g = c0 / group;
+                __m256i acc[8];
+                for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
+                const int32_t *cf = coef + g * npair;
+                switch (bits) {  /* a loop specialised for each code width */
+#define CASE(B) case B: pair_block(Q, qstride, qbytes, rows, n, p0, p1, c0, cf, acc, B, u); break;
+                    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+                }
+                float *f = fb + (blk - b0) * 64;
+                for (int k = 0; k < 8; k++) _mm256_storeu_ps(f + 8 * k, _mm256_add_ps(_mm256_loadu_ps(f + 8 * k), _mm256_cvtepi32_ps(acc[k])));
             }
         }
-        const __m256 vb = _mm256_set1_ps(B[g]), vz = _mm256_set1_ps(zterm[g]);
-        for (int j = 0; j < 4; j++) {  /* lo holds columns 0-3 and 8-11 of the chunk, hi 4-7 and 12-15 */
-            __m256 first = _mm256_permute2f128_ps(f[2 * j], f[2 * j + 1], 0x20);
-            __m256 second = _mm256_permute2f128_ps(f[2 * j], f[2 * j + 1], 0x31);
-            float *yy = y + c0 + 16 * j;
-            _mm256_storeu_ps(yy, _mm256_add_ps(_mm256_loadu_ps(yy), _mm256_fmsub_ps(vb, first, vz)));
-            _mm256_storeu_ps(yy + 8, _mm256_add_ps(_mm256_loadu_ps(yy + 8), _mm256_fmsub_ps(vb, second, vz)));
+        for (int64_t blk = b0; blk < b1; blk++) {
+            int64_t g = blk * 64 / group;
+            const float *f = fb + (blk - b0) * 64;
+            const __m256 vb = _mm256_set1_ps(B[g]), vz = _mm256_set1_ps(zterm[g]);
+            for (int j = 0; j < 4; j++) {  /* lo holds columns 0-3 and 8-11 of a 16-column chunk, hi 4-7 and 12-15 */
+                __m256 lo = _mm256_loadu_ps(f + 16 * j), hi = _mm256_loadu_ps(f + 16 * j + 8);
+                __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20), second = _mm256_permute2f128_ps(lo, hi, 0x31);
+                float *yy = y + blk * 64 + 16 * j;
+                _mm256_storeu_ps(yy, _mm256_add_ps(_mm256_loadu_ps(yy), _mm256_fmsub_ps(vb, first, vz)));
+                _mm256_storeu_ps(yy + 8, _mm256_add_ps(_mm256_loadu_ps(yy + 8), _mm256_fmsub_ps(vb, second, vz)));
+            }
         }
     }
     free(coef), free(B), free(zterm);
@@ -423,17 +532,17 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, const f16 *S, const ui
 }
 #endif
 
-void axpy_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
+void axpy_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
              int64_t group, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
     int64_t ngroups = (cols + group - 1) / group;
 #ifdef HAVE_AVX2
     unpacker u = make_unpacker(bits);
-    if (cols % 64 == 0 && cols <= 256 && (group % 64 == 0 || group >= cols)) {
-        axpy_sq_narrow(Q, qstride, S, Z, zstride, group, cols, ngroups, a, y, rows, n, &u);
+    if (cols % 16 == 0 && cols <= 256 && (group % 64 == 0 || group >= cols)) {
+        axpy_sq_narrow(Q, qstride, qbytes, S, Z, zstride, group, cols, ngroups, a, y, rows, n, &u);
         return;
     }
     if (int16_x && n > 1 && group % 64 == 0 && cols % 64 == 0 &&
-        axpy_sq_int(Q, qstride, S, Z, zstride, bits, group, cols, ngroups, a, y, rows, n, &u))
+        axpy_sq_int(Q, qstride, qbytes, S, Z, zstride, bits, group, cols, ngroups, a, y, rows, n, &u))
         return;
 #endif
 #pragma omp parallel num_threads(share_threads(n * cols))
@@ -451,7 +560,7 @@ void axpy_sq(const uint8_t *Q, int64_t qstride, const f16 *S, const uint8_t *Z, 
                     const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(sz);
                     for (; c + 16 <= end; c += 16) {
                         __m256 lo, hi;
-                        to_float(unpack16(q, c, qstride, &u), &lo, &hi);
+                        to_float(unpack16(q, c, qbytes - r * qstride, &u), &lo, &hi);
                         _mm256_storeu_ps(y + c, _mm256_add_ps(_mm256_fmsub_ps(vs, lo, vz), _mm256_loadu_ps(y + c)));
                         _mm256_storeu_ps(y + c + 8, _mm256_add_ps(_mm256_fmsub_ps(vs, hi, vz), _mm256_loadu_ps(y + c + 8)));
                     }
@@ -484,7 +593,7 @@ static float vq_group_float(const uint8_t *q, const int8_t *cb, int bits, int di
     return acc;
 }
 
-void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bscale, int bits, int dim,
+void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book, const f16 *bscale, int bits, int dim,
            int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
     int64_t K = (int64_t)1 << bits, nvec = cols / dim, per_group = group / dim, ngroups = (nvec + per_group - 1) / per_group;
     int16_t *xq = NULL;
@@ -525,7 +634,8 @@ void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bsc
 #endif
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const uint8_t *q = Q + (int64_t)(rows ? rows[i] : i) * qstride;
+        const int64_t r = rows ? rows[i] : i, avail = qbytes - r * qstride;
+        const uint8_t *q = Q + r * qstride;
         float total = 0.f;
         for (int64_t g = 0; g < ngroups; g++) {
             int64_t v0 = g * per_group, v1 = MIN(nvec, v0 + per_group);
@@ -536,8 +646,8 @@ void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bsc
                 const __m512i t1a = _mm512_loadu_si512(t + 64), t1b = _mm512_loadu_si512(t + 96);
                 __m512i acc = _mm512_setzero_si512();
                 for (int64_t v = v0; v < v1; v += 32) {
-                    __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(unpack16(q, v, qstride, &u)),
-                                                     unpack16(q, v + 16, qstride, &u), 1);
+                    __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(unpack16(q, v, avail, &u)),
+                                                     unpack16(q, v + 16, avail, &u), 1);
                     __m512i c0 = _mm512_permutex2var_epi16(t0a, idx, t0b), c1 = _mm512_permutex2var_epi16(t1a, idx, t1b);
                     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(c0, _mm512_loadu_si512(xe + (v - v0))));
                     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(c1, _mm512_loadu_si512(xo + (v - v0))));
@@ -551,7 +661,7 @@ void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bsc
                 const int32_t *tab = pairs + g * K;
                 __m256i acc = _mm256_setzero_si256(), acc1 = acc;
                 for (int64_t v = v0; v < v1; v += 16) {
-                    __m256i idx = unpack16(q, v, qstride, &u);
+                    __m256i idx = unpack16(q, v, avail, &u);
                     __m256i lo = _mm256_i32gather_epi32(tab, _mm256_cvtepu16_epi32(_mm256_castsi256_si128(idx)), 4);
                     __m256i hi = _mm256_i32gather_epi32(tab, _mm256_cvtepu16_epi32(_mm256_extracti128_si256(idx, 1)), 4);
                     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)(xq + 2 * v))));
@@ -578,7 +688,7 @@ void mv_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bsc
     free(xs);
 }
 
-void axpy_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *bscale, int bits, int dim,
+void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book, const f16 *bscale, int bits, int dim,
              int64_t group, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
     int64_t K = (int64_t)1 << bits, nvec = cols / dim, per_group = group / dim, ngroups = (nvec + per_group - 1) / per_group;
     int32_t *pairs = NULL;
@@ -591,13 +701,14 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, const int8_t *book, const f16 *b
         int64_t v0, v1;
         column_share(nvec, per_group, THREAD_ID, NUM_THREADS, &v0, &v1);
         for (int64_t i = 0; i < n; i++) {
-            const uint8_t *q = Q + (int64_t)(rows ? rows[i] : i) * qstride;
+            const int64_t r = rows ? rows[i] : i, avail = qbytes - r * qstride;
+            const uint8_t *q = Q + r * qstride;
             int64_t v = v0;
 #ifdef HAVE_AVX2
             for (; pairs && v + 16 <= v1; v += 16) {  /* 16 vectors of one group: 32 columns */
                 int64_t g = v / per_group;
                 __m256 s = _mm256_set1_ps(a[i] * (float)bscale[g]);
-                __m256i idx = unpack16(q, v, qstride, &u);
+                __m256i idx = unpack16(q, v, avail, &u);
                 for (int half = 0; half < 2; half++) {
                     __m256i w = _mm256_i32gather_epi32(pairs + g * K, _mm256_cvtepu16_epi32(half ? _mm256_extracti128_si256(idx, 1)
                                                                                               : _mm256_castsi256_si128(idx)), 4);

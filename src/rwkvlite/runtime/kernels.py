@@ -31,10 +31,10 @@ VP = ctypes.c_void_p
 SIGNATURES = {
     "mv_f16": [VP, I64, VP, VP, VP, I64],
     "axpy_f16": [VP, I64, VP, VP, VP, I64],
-    "mv_sq": [VP, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, I64],
-    "axpy_sq": [VP, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, I64],
-    "mv_vq": [VP, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
-    "axpy_vq": [VP, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
+    "mv_sq": [VP, I64, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, I64],
+    "axpy_sq": [VP, I64, I64, VP, VP, I64, ctypes.c_int, I64, I64, VP, VP, VP, I64],
+    "mv_vq": [VP, I64, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
+    "axpy_vq": [VP, I64, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "rwkv7_time_mix": [VP] * 13 + [I64, I64, ctypes.c_float, VP],
     "set_threads": [ctypes.c_int],
 }

@@ -13,12 +13,29 @@ once, so a call costs a copy of x and one foreign call (~2 us), not a dozen addr
 """
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from ..format import bits as bitpack
 from ..format.container import release
 from ..format.encodings import decode
 from .kernels import lib, ptr
+
+
+def readable(a: np.ndarray) -> int:
+    """Bytes that may be read from a's start: to the end of the map or array it lives in (the
+    kernels' 16-byte loads may run past a packed row into what follows it)."""
+    root = a
+    while getattr(root, "base", None) is not None and not isinstance(root, mmap.mmap):
+        root = root.base
+    if isinstance(root, mmap.mmap):
+        start, size = np.frombuffer(root, np.uint8).ctypes.data, len(root)
+    elif isinstance(root, np.ndarray):
+        start, size = root.ctypes.data, root.nbytes
+    else:
+        return a.nbytes
+    return start + size - a.ctypes.data
 
 
 def _rows32(rows):
@@ -145,7 +162,7 @@ class Scalar(Matrix):
 
     def weights_args(self):
         q, s, z = self.arrays["q"], self.arrays["scale"], self.arrays["zero"]
-        return ptr(q), q.shape[1], ptr(s), ptr(z), z.shape[1], self.bits, self.group, self.cols
+        return ptr(q), q.shape[1], readable(q), ptr(s), ptr(z), z.shape[1], self.bits, self.group, self.cols
 
 
 class Vector(Matrix):
@@ -158,7 +175,7 @@ class Vector(Matrix):
 
     def weights_args(self):
         q, b, s = self.arrays["q"], self.arrays["codebook"], self.arrays["codebook_scale"]
-        return ptr(q), q.shape[1], ptr(b), ptr(s), self.bits, self.dim, self.group, self.cols
+        return ptr(q), q.shape[1], readable(q), ptr(b), ptr(s), self.bits, self.dim, self.group, self.cols
 
 
 class SignBits(Matrix):
@@ -177,7 +194,8 @@ class SignBits(Matrix):
         self.zero = np.zeros((self.rows, 1), np.uint8)
 
     def weights_args(self):
-        return ptr(self.q), self.q.shape[1], ptr(self.ones), ptr(self.zero), 1, 1, self.cols, self.cols
+        return (ptr(self.q), self.q.shape[1], readable(self.q), ptr(self.ones), ptr(self.zero), 1, 1, self.cols,
+                self.cols)
 
     def dense_rows(self, rows):
         return bitpack.unpack(self.q[np.asarray(rows)], 1, self.cols).astype(np.float32)
