@@ -206,7 +206,8 @@ def cmd_bench(args) -> None:
             os.environ["RWKVLITE_THREADS"] = str(args.threads)
         f = lean_bench(args.model, gen_tokens=args.gen_tokens)
         print(f"lean runtime ({f['kernels']} kernels, {f['threads']} threads): load {f['load_s']:.2f} s   decode "
-              f"{f['decode_ms_per_token']:.2f} ms/token ({f['decode_tokens_per_s']:.1f} tok/s)   reads "
+              f"{f['decode_ms_per_token']:.2f} ms/token, median {f['decode_ms_per_token_median']:.2f} "
+              f"({f['decode_tokens_per_s']:.1f} tok/s)   reads "
               f"{f['bytes_read_per_token'] / 1e6:.2f} MB/token")
         print(f"peak RSS: before load {f['rss_before_load_mib']:.0f} MiB, loading {f['peak_rss_load_mib']:.0f} MiB, "
               f"generating {f['peak_rss_generate_mib']:.0f} MiB; file {f['file_bytes'] / 1e6:.1f} MB")

@@ -32,7 +32,7 @@ ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np
              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16}
 
 
-def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 24) -> int:
+def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 22) -> int:
     """CRC-32 of bytes [start, end), read in chunks. A streaming read: the pages it brought
     into the page cache are dropped behind it, so that the memory map later holds only the
     pages the model touches (a cached file would be mapped in large read-ahead blocks)."""

@@ -32,10 +32,12 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -
         logits, state = rt.step(int(t), state)
     prefill_s = time.perf_counter() - start
     rt.reset_counters()
-    start = time.perf_counter()
+    times = []
     for _ in range(gen_tokens):
+        t = time.perf_counter()
         logits, state = rt.step(int(np.argmax(logits)), state)
-    decode_s = time.perf_counter() - start
+        times.append(time.perf_counter() - t)
+    decode_s = sum(times)
     reads = rt.bytes_read_per_token()
     anon, file = rss_kib("RssAnon"), rss_kib("RssFile")
     return {"rss_end_anon_mib": anon / 1024 if anon is not None else None,
@@ -43,6 +45,7 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -
             "load_s": load_s, "rss_before_load_mib": base, "peak_rss_load_mib": load_peak,
             "peak_rss_generate_mib": peak_mib(), "peak_per_phase": per_phase,
             "prefill_ms_per_token": 1e3 * prefill_s / prompt_tokens, "decode_ms_per_token": 1e3 * decode_s / gen_tokens,
+            "decode_ms_per_token_median": 1e3 * float(np.median(times)),
             "decode_tokens_per_s": gen_tokens / decode_s, "bytes_read_per_token": reads["total"],
             "bytes_read_detail": reads, "file_bytes": os.path.getsize(path), "gen_tokens": gen_tokens,
             "torch_imported": "torch" in sys.modules, "kernels": "c" if _kernels() else "numpy"}

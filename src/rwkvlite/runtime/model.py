@@ -103,6 +103,8 @@ class Predictor:
         self.m1, self.m2 = w.mat(f"{name}.mlp1.weight"), w.mat(f"{name}.mlp2.weight")
         self.b1, self.b2 = w.vec(f"{name}.mlp1.bias"), w.vec(f"{name}.mlp2.bias")
         self.threshold, self.keep = float(w.vec(f"{name}.threshold")[0]), float(w.vec(f"{name}.keep")[0])
+        t = min(max(self.threshold, 1e-7), 1 - 1e-7)
+        self.cut = (np.log(t / (1 - t)) - self.b2).astype(np.float32)  # sigmoid(z + b2) > t  <=>  z > cut
         scale = w.vec(f"{name}.qscale")
         entry, arrays = w.parts(f"{name}.qsign")
         if spec["quant_bits"] == 1 and entry.get("step") == 2 and entry["shape"][1] % 8 == 0:
@@ -112,8 +114,7 @@ class Predictor:
         self.n = entry["shape"][0]
 
     def active(self, x) -> np.ndarray:
-        mlp = self.m2.mv(np.maximum(self.m1.mv(x) + self.b1, 0)) + self.b2
-        mask = sigmoid(mlp) > self.threshold
+        mask = self.m2.mv(np.maximum(self.m1.mv(x) + self.b1, 0)) > self.cut
         s = self.copy.mv(x)
         n = max(1, round(self.keep * self.n))
         cutoff = np.partition(s, self.n - n)[self.n - n]
