@@ -105,14 +105,15 @@ static inline __m256i unpack16(const uint8_t *q, int64_t c, int64_t avail, const
     return unpack_raw(_mm_loadu_si128((const __m128i *)tail), u);
 }
 
-/* sum over codes c0..c1 (whole 16-code chunks) of code * xq, in 8 int32 lanes */
+/* sum over codes c0..c1 (whole 16-code chunks) of code * xq, in 8 int32 lanes: the general
+ * case (sign bits, a matrix's last rows, partial groups); row_int below is the fast one */
 static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t avail, const unpacker *u,
                               const int16_t *xq) {
-    __m256i acc = _mm256_setzero_si256(), acc1 = acc;
-    int64_t c = c0, bits = u->bits;
+    __m256i acc = _mm256_setzero_si256();
+    int64_t c = c0;
 #define MADD(acc, codes, at) acc = DOT16(acc, codes, _mm256_loadu_si256((const __m256i *)(xq + (at))))
 #ifdef HAVE_PERMW
-    if (bits == 1) {  /* sign bits: 32 bits are a mask selecting x's int16 values */
+    if (u->bits == 1) {  /* sign bits: 32 bits are a mask selecting x's int16 values */
         __m512i wide = _mm512_setzero_si512();
         const __m512i ones = _mm512_set1_epi16(1);
         for (; c + 32 <= c1; c += 32) {
@@ -123,36 +124,9 @@ static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t 
         acc = _mm256_add_epi32(_mm512_castsi512_si256(wide), _mm512_extracti64x4_epi64(wide, 1));
     }
 #endif
-    if (bits == 8) {
-        for (; c + 32 <= c1; c += 32) {
-            MADD(acc, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c))), c);
-            MADD(acc1, _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + c + 16))), c + 16);
-        }
-    } else if (bits == 4) {  /* 16 bytes = 32 codes, low nibble first */
-        const __m128i nib = _mm_set1_epi8(15);
-        for (; c + 32 <= c1; c += 32) {
-            __m128i raw = _mm_loadu_si128((const __m128i *)(q + c / 2));
-            __m128i lo = _mm_and_si128(raw, nib), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), nib);
-            MADD(acc, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi)), c);
-            MADD(acc1, _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(lo, hi)), c + 16);
-        }
-    } else if (bits < 4) {  /* 32 codes from one 16-byte load that stays inside the row */
-        int64_t limit = (avail - 16) * 8 / bits;
-        for (; c + 32 <= c1 && c + 16 <= limit; c += 32) {
-            __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)));
-            MADD(acc, unpack_with(raw, u->shuffle, u), c);
-            MADD(acc1, unpack_with(raw, u->shuffle2, u), c + 16);
-        }
-    } else {  /* chunks whose 16-byte loads stay inside the row */
-        int64_t limit = (avail - 16) * 8 / bits;
-        for (; c + 32 <= c1 && c + 16 <= limit; c += 32) {
-            MADD(acc, unpack_raw(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)), u), c);
-            MADD(acc1, unpack_raw(_mm_loadu_si128((const __m128i *)(q + (c + 16) / 8 * bits)), u), c + 16);
-        }
-    }
     for (; c < c1; c += 16) MADD(acc, unpack16(q, c, avail, u), c);
 #undef MADD
-    return _mm256_add_epi32(acc, acc1);
+    return acc;
 }
 
 static inline float hsum(__m256 v) {
