@@ -144,14 +144,14 @@ def cmd_eval(args) -> None:
         write_json(records, args.json)
 
 
-def _lean(path, tokenizer_hint=None):
+def _lean(path, tokenizer_hint=None, threads=None):
     """The lean runtime on a compressed file, and its tokenizer (no PyTorch imported)."""
     from types import SimpleNamespace
 
     from .runtime import Runtime
     from .tokenizer import tokenizer_for
 
-    rt = Runtime(path)
+    rt = Runtime(path, threads=threads)
     hint = tokenizer_hint or rt.w.manifest.get("tokenizer")
     return rt, tokenizer_for(SimpleNamespace(vocab_size=rt.config["vocab_size"]), hint)
 
@@ -159,7 +159,7 @@ def _lean(path, tokenizer_hint=None):
 def cmd_run(args) -> None:
     from .runtime.generate import generate
 
-    rt, tok = _lean(args.model, args.tokenizer)
+    rt, tok = _lean(args.model, args.tokenizer, args.threads)
     sys.stdout.write(args.prompt)
     start, n = time.perf_counter(), 0
     for piece in generate(rt, tok, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
@@ -174,7 +174,7 @@ def cmd_chat(args) -> None:
     """A line-by-line chat: 'User: ...' / 'Assistant:' turns, the state carried between them."""
     from .runtime.generate import generate
 
-    rt, tok = _lean(args.model, args.tokenizer)
+    rt, tok = _lean(args.model, args.tokenizer, args.threads)
     state = None
     print("chat: type a message, an empty line or Ctrl-D to stop", file=sys.stderr)
     while True:
@@ -202,9 +202,7 @@ def cmd_bench(args) -> None:
     if is_compressed(args.model):  # the lean runtime, in this torch-free process
         from .runtime.bench import bench as lean_bench
 
-        if args.threads:
-            os.environ["RWKVLITE_THREADS"] = str(args.threads)
-        f = lean_bench(args.model, gen_tokens=args.gen_tokens)
+        f = lean_bench(args.model, gen_tokens=args.gen_tokens, threads=args.threads)
         print(f"lean runtime ({f['kernels']} kernels, {f['threads']} threads): load {f['load_s']:.2f} s   decode "
               f"{f['decode_ms_per_token']:.2f} ms/token, median {f['decode_ms_per_token_median']:.2f} "
               f"({f['decode_tokens_per_s']:.1f} tok/s)   reads "
@@ -305,6 +303,18 @@ def vars_of(args, *names) -> dict:
     return {n: getattr(args, n) for n in names}
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _add_threads(p) -> None:
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads of the lean runtime's kernels (default: one per core; 1 on a busy machine)")
+
+
 def _add_sampling(p) -> None:
     p.add_argument("--max-tokens", dest="max_tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -347,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-tokens", dest="gen_tokens", type=int, default=128)
     p.add_argument("--json", default=None)
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None, help="kernel threads of the lean runtime (default: one per core)")
+    _add_threads(p)
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("report", help="markdown table and PNG plot from result JSON files")
     p.add_argument("results", nargs="+")
@@ -395,10 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--prompt", required=True)
     _add_sampling(p)
+    _add_threads(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("chat", help="chat with a compressed file (lean runtime, streaming)")
     p.add_argument("model")
     _add_sampling(p)
+    _add_threads(p)
     p.set_defaults(func=cmd_chat)
     p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
     p.add_argument("--prompt", default="\nROMEO:")

@@ -26,7 +26,7 @@ def vq_matrix(rng, rows, cols, bits, dim, group):
 
 
 CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (160, 64), (384, 128), (100, 32), (96, 48), (90, 30))]
-CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("dense", 16, 100, None)]
+CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("vq", 10, 256, 256), ("dense", 16, 100, None)]
 
 
 @pytest.fixture(params=["exact", "int16x"])
@@ -60,6 +60,28 @@ def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode):
     expect = y + a @ W[rows_sub]
     m.axpy(a, y, rows_sub)
     np.testing.assert_allclose(y, expect, atol=1e-5 * np.abs(W).max() * np.abs(a).sum() * 4)
+
+
+@pytest.mark.parametrize("group", [256, 4096])
+def test_vq_group_sums_do_not_overflow(group, mode):
+    """Largest centroids times the largest inputs over a whole group (int32 lanes, int64 total)."""
+    rows, cols = 4, 4096
+    codes = np.zeros((rows, cols // 2), np.int64)
+    book = np.full((cols // group, 64, 2), 127)
+    entry, arrays = encode_vq(codes, book, np.full(cols // group, 0.01), 6, 2, group, [rows, cols])
+    x = np.ones(cols, np.float32)
+    np.testing.assert_allclose(matrix(entry, arrays).mv(x), decode(entry, arrays).astype(np.float64) @ x, rtol=1e-5)
+
+
+def test_row_lists_longer_than_the_matrix_and_mismatched_coefficients():
+    rng = np.random.default_rng(3)
+    entry, arrays = sq_matrix(rng, 4, 64, 4, 32)
+    m, W = matrix(entry, arrays), decode(entry, arrays).astype(np.float64)
+    x = rng.standard_normal(64).astype(np.float32)
+    rows = np.array([0, 1, 2, 3] * 3, np.int32)  # repeats: more results than the matrix has rows
+    np.testing.assert_allclose(m.mv(x, rows), W[rows] @ x, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError):
+        m.rmv(np.ones(3, np.float32), rows)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

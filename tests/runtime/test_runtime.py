@@ -86,10 +86,12 @@ def test_run_chat_and_bench_commands(source, tmp_path):
                         "--tokenizer", "bytes"], input="hi\n\n", capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     result = tmp_path / "b.json"
-    r = run_cli("bench", out, "--gen-tokens", "8", "--json", result)
+    r = run_cli("bench", out, "--gen-tokens", "8", "--threads", "1", "--json", result)
     assert r.returncode == 0, r.stderr
     figures = json.loads(result.read_text())[0]["figures"]
     assert figures["torch_imported"] is False and figures["decode_ms_per_token"] > 0
+    assert figures["threads"] == 1 or figures["kernels"] == "numpy"
+    assert run_cli("bench", out, "--threads", "0").returncode == 2
     assert 0 < figures["bytes_read_per_token"] < figures["file_bytes"]
 
 

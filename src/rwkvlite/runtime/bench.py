@@ -12,15 +12,15 @@ import time
 import numpy as np
 
 from ..utils.memory import peak_mib, reset_peak, rss_kib
-from .kernels import lib, threads
+from . import kernels
 from .model import Runtime
 
 
-def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -> dict:
+def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0, threads: int | None = None) -> dict:
     per_phase = reset_peak()
     base = peak_mib()
     start = time.perf_counter()
-    rt = Runtime(path)
+    rt = Runtime(path, threads=threads)
     load_s = time.perf_counter() - start
     load_peak = peak_mib()
     rng = np.random.default_rng(seed)
@@ -41,7 +41,7 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -
     reads = rt.bytes_read_per_token()
     anon, file = rss_kib("RssAnon"), rss_kib("RssFile")
     return {"rss_end_anon_mib": anon / 1024 if anon is not None else None,
-            "rss_end_file_mib": file / 1024 if file is not None else None, "threads": threads(),
+            "rss_end_file_mib": file / 1024 if file is not None else None, "threads": kernels.threads(),
             "load_s": load_s, "rss_before_load_mib": base, "peak_rss_load_mib": load_peak,
             "peak_rss_generate_mib": peak_mib(), "peak_per_phase": per_phase,
             "prefill_ms_per_token": 1e3 * prefill_s / prompt_tokens, "decode_ms_per_token": 1e3 * decode_s / gen_tokens,
@@ -52,4 +52,4 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0) -
 
 
 def _kernels():
-    return lib() is not None
+    return kernels.lib() is not None

@@ -69,7 +69,8 @@ static inline uint32_t code_at(const uint8_t *row, int64_t j, int bits) {
  * to bit 15 (s: its offset in the pair) and a shift by 16-bits brings it down. */
 typedef struct { __m256i shuffle, shuffle2, mul; int bits; } unpacker;
 
-static unpacker make_unpacker(int bits) {
+static unpacker make_unpacker(int bits) {  /* 1 <= bits <= 8 (wider codes: scalar paths) */
+    if (bits > 8) bits = 8;
     uint8_t sh[32], sh2[32];  /* sh2: the next 16 codes, 2*bits bytes on (bits <= 4) */
     int16_t mul[16];
     for (int j = 0; j < 16; j++) {
@@ -294,7 +295,8 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
     }
 #ifdef HAVE_AVX2
     unpacker u = make_unpacker(bits);
-    /* int path: groups of whole 16-code chunks; 16 * 255 * 32767 * group/16 < 2^31 up to 1024 */
+    /* int path: groups of whole 16-code chunks; each int32 lane sums group/8 products of at
+     * most 255 * 32767, below 2^31 for groups up to 1024 */
     if (int16_x && group % 16 == 0 && group <= 1024 && (xq = malloc(cols * sizeof *xq))) {
         xs = malloc(ngroups * sizeof *xs);
         for (int64_t g = 0; g < ngroups; g++) {
@@ -577,7 +579,8 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
     unpacker u = make_unpacker(bits);
     /* int path (dim 2, whole 16-index chunks): x as int16 per group, centroid pairs gathered
      * and multiplied 16 columns per madd; |sum| < 2 * 127 * 32767 * group / 16 < 2^31 */
-    if (int16_x && dim == 2 && per_group % 16 == 0 && group <= 4096 && nvec % per_group == 0 &&
+    if (int16_x && dim == 2 && bits <= 8 && group == 2 * per_group && per_group % 16 == 0 && group <= 4096 &&
+        nvec % per_group == 0 &&
         (pairs = pair_table(book, ngroups, K)) && (xq = malloc(cols * sizeof *xq)) && (xs = malloc(ngroups * sizeof *xs))) {
         for (int64_t g = 0; g < ngroups; g++) {
             float m = 0.f;
@@ -626,7 +629,10 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
                     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(c0, _mm512_loadu_si512(xe + (v - v0))));
                     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(c1, _mm512_loadu_si512(xo + (v - v0))));
                 }
-                total += (float)bscale[g] * xs[g] * (float)_mm512_reduce_add_epi32(acc);
+                /* lanes stay below 2^31 (group/64 sums of 4 products each); their total may not */
+                total += (float)bscale[g] * xs[g] *
+                         (float)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)),
+                                                                         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1))));
                 continue;
             }
 #endif
@@ -668,7 +674,7 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *bo
     int32_t *pairs = NULL;
 #ifdef HAVE_AVX2
     unpacker u = make_unpacker(bits);
-    if (dim == 2 && per_group % 16 == 0) pairs = pair_table(book, ngroups, K);
+    if (dim == 2 && bits <= 8 && group == 2 * per_group && per_group % 16 == 0) pairs = pair_table(book, ngroups, K);
 #endif
 #pragma omp parallel num_threads(share_threads(n * cols))
     {

@@ -101,6 +101,15 @@ def set_exact(exact: bool) -> None:
         ctypes.c_int.in_dll(_lib, "int16_x").value = 0 if exact else 1
 
 
+def set_threads(n: int | None) -> None:
+    """Use n threads in the C kernels (None: leave as is; default one per core)."""
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"threads must be at least 1, not {n}")
+        if lib() is not None:
+            lib().set_threads(int(n))
+
+
 def threads() -> int:
     """How many threads the C kernels use (1 without them)."""
     return lib().threads() if lib() is not None else 1

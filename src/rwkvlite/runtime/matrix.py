@@ -38,6 +38,12 @@ def readable(a: np.ndarray) -> int:
     return start + size - a.ctypes.data
 
 
+def _check_coefficients(a, rows, n_rows: int) -> None:
+    """One coefficient per row used: len(a) == len(rows), or == the matrix's rows."""
+    if len(a) != (n_rows if rows is None else len(rows)):
+        raise ValueError(f"{len(a)} coefficients for {n_rows if rows is None else len(rows)} rows")
+
+
 def _rows32(rows):
     return None if rows is None else np.ascontiguousarray(rows, dtype=np.int32)
 
@@ -93,6 +99,9 @@ class Matrix:
             self._mv(*self._pre, self._xp, self._yp, None, self.rows)
             return self._y
         rows = _rows32(rows)
+        if len(rows) > len(self._y):  # a row list with repeats
+            self._y = np.empty(len(rows), np.float32)
+            self._yp = ptr(self._y)
         self._mv(*self._pre, self._xp, self._yp, ptr(rows), len(rows))
         return self._y[:len(rows)]
 
@@ -106,6 +115,7 @@ class Matrix:
         a = np.ascontiguousarray(a, dtype=np.float32)
         if not (y.dtype == np.float32 and y.flags.c_contiguous and len(y) == self.cols):
             raise ValueError("axpy accumulates into a contiguous float32 vector of the matrix's width")
+        _check_coefficients(a, rows, self.rows)
         rows = _rows32(rows)
         self._axpy(*self._pre, ptr(a), ptr(y), ptr(rows), len(a))
 
@@ -121,8 +131,12 @@ class Matrix:
         if not hasattr(self, "_out"):
             self._out, self._a = np.empty(self.cols, np.float32), np.empty(self.rows, np.float32)
             self._outp, self._ap = ptr(self._out), ptr(self._a)
+        _check_coefficients(a, rows, self.rows)
         self._out.fill(0)
         n = len(a)
+        if n > len(self._a):  # a row list with repeats
+            self._a = np.empty(n, np.float32)
+            self._ap = ptr(self._a)
         self._a[:n] = a
         self._axpy(*self._pre, self._ap, self._outp, None if rows is None else ptr(_rows32(rows)), n)
         return self._out

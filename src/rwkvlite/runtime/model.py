@@ -244,9 +244,11 @@ class Head:
 
 
 class Runtime:
-    """model = Runtime("m.rwkvlite"); logits, state = model.step(token, state)."""
+    """model = Runtime("m.rwkvlite"); logits, state = model.step(token, state).
+    threads: the C kernels' threads (default one per core, or RWKVLITE_THREADS)."""
 
-    def __init__(self, path, verify: bool = True, cache_rows: int = 1024):
+    def __init__(self, path, verify: bool = True, cache_rows: int = 1024, threads: int | None = None):
+        kernels.set_threads(threads)
         self.w = Weights(path, verify)
         cfg = self.w.manifest["config"]
         if str(cfg["version"]) != "7":
