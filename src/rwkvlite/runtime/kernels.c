@@ -194,6 +194,24 @@ static int share_threads(int64_t work) {
 #endif
 
 void axpy_f16(const f16 *W, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
+#ifdef HAVE_AVX2
+    if (cols % 16 == 0 && cols <= 256) {  /* many short rows (LoRA factors): y's columns stay in registers */
+        for (int64_t c0 = 0; c0 < cols; c0 += 64) {
+            const int chunks = (int)(MIN(64, cols - c0) / 8);
+            __m256 acc[8];
+            for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < n; i++) {
+                const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols + c0;
+                __m256 va = _mm256_set1_ps(a[i]);
+                for (int j = 0; j < chunks; j++)
+                    acc[j] = _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 8 * j))), acc[j]);
+            }
+            for (int j = 0; j < chunks; j++)
+                _mm256_storeu_ps(y + c0 + 8 * j, _mm256_add_ps(_mm256_loadu_ps(y + c0 + 8 * j), acc[j]));
+        }
+        return;
+    }
+#endif
 #pragma omp parallel num_threads(share_threads(n * cols))
     {
         int64_t c0, c1;
