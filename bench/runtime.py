@@ -14,8 +14,11 @@ generated tokens, then the mean),
 weight bytes read per token, and the ratio of decode time to the bandwidth bound
 (bytes read / read bandwidth, the bandwidth measured here with as many threads as the kernels).
 
+With --repeat N every file is benchmarked N times in turn and the median run is reported
+(peak RSS: the largest of the runs).
+
 usage: python bench/runtime.py [--shapes 0.1b 0.4b] [--recipes fp16 int8 rwkvquant lite-3bit]
-                               [--threads N] [--keep DIR] [--json out.json]
+                               [--threads N] [--repeat N] [--keep DIR] [--json out.json]
 """
 from __future__ import annotations
 
@@ -60,12 +63,36 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
+def build(src: str, out: str, recipe: list) -> float:
+    """Compress src with the recipe into out unless it exists; seconds spent."""
+    start = time.perf_counter()
+    if not os.path.exists(out):
+        r = subprocess.run([sys.executable, "-c", "import json, sys; from rwkvlite.recipes import compress; "
+                            "compress(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), progress=False)",
+                            src, out, json.dumps(recipe)], capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(r.stderr)
+    return time.perf_counter() - start
+
+
+def bench_file(path: str, result: str, gen_tokens: int, threads: int) -> dict:
+    """`rwkvlite bench` in a fresh process (no PyTorch imported): its figures."""
+    r = subprocess.run([sys.executable, "-m", "rwkvlite.cli", "bench", path, "--gen-tokens", str(gen_tokens),
+                        "--threads", str(threads), "--json", result], capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(r.stderr)
+    with open(result) as f:
+        return json.load(f)[0]["figures"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES))
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES))
     ap.add_argument("--gen-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None, help="kernel threads (default: one per core)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="benchmark every file this many times, in turn; report the median run")
     ap.add_argument("--keep", default=None, help="folder to keep the files in")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -76,9 +103,7 @@ def main():
     print(f"read bandwidth ({threads} threads): {bandwidth:.1f} GB/s", flush=True)
     folder = args.keep or tempfile.mkdtemp()
     os.makedirs(folder, exist_ok=True)
-    rows = []
-    print(f"{'shape':<6} {'recipe':<10} {'file MB':>8} {'peak RSS MiB':>12} {'anon+file MiB':>13} {'ms/tok':>9} {'mean':>7} "
-          f"{'MB read/tok':>11} {'bound ms':>8} {'x bound':>7} {'build s':>8}", flush=True)
+    files, build_s = {}, {}
     for shape in args.shapes:
         layers, width = SHAPES[shape]
         src = os.path.join(folder, f"rwkv7-{shape}.pth")
@@ -86,30 +111,32 @@ def main():
             subprocess.run([sys.executable, os.path.join(HERE, "make_random_model.py"), "-o", src, "--layers",
                             str(layers), "--width", str(width)], check=True)
         for name in args.recipes:
-            out = os.path.join(folder, f"rwkv7-{shape}-{name}.rwkvlite")
-            start = time.perf_counter()
-            if not os.path.exists(out):
-                build = subprocess.run([sys.executable, "-c", "import json, sys; from rwkvlite.recipes import compress; "
-                                        "compress(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), progress=False)",
-                                        src, out, json.dumps(RECIPES[name])], capture_output=True, text=True)
-                if build.returncode:
-                    sys.exit(build.stderr)
-            build_s = time.perf_counter() - start
-            result = os.path.join(folder, f"{shape}-{name}.json")
-            r = subprocess.run([sys.executable, "-m", "rwkvlite.cli", "bench", out, "--gen-tokens", str(args.gen_tokens),
-                                "--threads", str(threads), "--json", result], capture_output=True, text=True)
-            if r.returncode:
-                sys.exit(r.stderr)
-            f = json.load(open(result))[0]["figures"]
-            bound_ms = f["bytes_read_per_token"] / (bandwidth * 1e9) * 1e3
-            row = {"shape": shape, "recipe": name, "build_s": build_s, "bandwidth_gbs": bandwidth,
-                   "bound_ms": bound_ms, "x_bound": f["decode_ms_per_token_median"] / bound_ms, **f}
-            rows.append(row)
-            split = f"{f['rss_end_anon_mib']:.0f}+{f['rss_end_file_mib']:.0f}"
-            print(f"{shape:<6} {name:<10} {f['file_bytes'] / 1e6:>8.1f} {f['peak_rss_generate_mib']:>12.0f} {split:>13} "
-                  f"{f['decode_ms_per_token_median']:>9.2f} {f['decode_ms_per_token']:>7.2f} "
-                  f"{f['bytes_read_per_token'] / 1e6:>11.2f} {bound_ms:>8.2f} "
-                  f"{row['x_bound']:>7.2f} {build_s:>8.0f}", flush=True)
+            files[shape, name] = os.path.join(folder, f"rwkv7-{shape}-{name}.rwkvlite")
+            build_s[shape, name] = build(src, files[shape, name], RECIPES[name])
+    runs = {key: [] for key in files}
+    for rep in range(args.repeat):  # in turn, so that a slow spell of the machine hits every file alike
+        for (shape, name), path in files.items():
+            runs[shape, name].append(bench_file(path, os.path.join(folder, f"{shape}-{name}.json"), args.gen_tokens,
+                                                threads))
+            if args.repeat > 1:
+                print(f"run {rep + 1}/{args.repeat} {shape} {name}: "
+                      f"{runs[shape, name][-1]['decode_ms_per_token_median']:.2f} ms/token", flush=True)
+    rows = []
+    print(f"{'shape':<6} {'recipe':<10} {'file MB':>8} {'peak RSS MiB':>12} {'anon+file MiB':>13} {'ms/tok':>9} {'mean':>7} "
+          f"{'MB read/tok':>11} {'bound ms':>8} {'x bound':>7} {'build s':>8}", flush=True)
+    for (shape, name), figures in runs.items():
+        f = sorted(figures, key=lambda g: g["decode_ms_per_token_median"])[len(figures) // 2]  # the median run
+        bound_ms = f["bytes_read_per_token"] / (bandwidth * 1e9) * 1e3
+        row = {"shape": shape, "recipe": name, "build_s": build_s[shape, name], "bandwidth_gbs": bandwidth,
+               "bound_ms": bound_ms, "x_bound": f["decode_ms_per_token_median"] / bound_ms, "repeats": len(figures),
+               "ms_per_token_runs": [g["decode_ms_per_token_median"] for g in figures],
+               "peak_rss_max_mib": max(g["peak_rss_generate_mib"] for g in figures), **f}
+        rows.append(row)
+        split = f"{f['rss_end_anon_mib']:.0f}+{f['rss_end_file_mib']:.0f}"
+        print(f"{shape:<6} {name:<10} {f['file_bytes'] / 1e6:>8.1f} {row['peak_rss_max_mib']:>12.0f} {split:>13} "
+              f"{f['decode_ms_per_token_median']:>9.2f} {f['decode_ms_per_token']:>7.2f} "
+              f"{f['bytes_read_per_token'] / 1e6:>11.2f} {bound_ms:>8.2f} {row['x_bound']:>7.2f} "
+              f"{build_s[shape, name]:>8.0f}", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
