@@ -113,6 +113,7 @@ def test_time_mix_kernel_equals_the_numpy_equations(monkeypatch):
     b = Head()
     b.H, b.N, b.eps = H, N, 64e-5
     b.k_k, b.k_a, b.r_k, *b.lnx = (rng.uniform(-1, 1, H * N).astype(np.float32) for _ in range(5))
+    b.fixed_ptrs = tuple(kernels.ptr(t) for t in (b.k_k, b.k_a, b.r_k, *b.lnx))
     S = rng.standard_normal((H, N, N)).astype(np.float32)
     r, w_raw, k, v, a_raw, g = (rng.standard_normal(H * N).astype(np.float32) for _ in range(6))
     S0 = S.copy()

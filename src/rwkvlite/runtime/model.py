@@ -141,6 +141,8 @@ class Block:
                                   for n in ("receptance", "key", "value"))
         self.o = Linear(w, f"{p}.att.output", None)
         self.lnx = (vec(f"{p}.att.ln_x.weight"), vec(f"{p}.att.ln_x.bias"))
+        # addresses of k_k, k_a, r_k and ln_x for the C time mix (these arrays live as long as the block)
+        self.fixed_ptrs = tuple(kernels.ptr(t) for t in (self.k_k, self.k_a, self.r_k, *self.lnx))
         self.x_k = vec(f"{p}.ffn.x_k")
         self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
         spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
@@ -189,9 +191,10 @@ def time_mix(b: Block, S, r, w_raw, k, v, a_raw, g) -> tuple[np.ndarray, np.ndar
     H, N = b.H, b.N
     if lib is not None:
         T, out = np.empty_like(S), np.empty(H * N, np.float32)
-        args = (S, T, *(np.ascontiguousarray(t, np.float32) for t in (r, w_raw, k, v, a_raw)), b.k_k, b.k_a, b.r_k,
-                *b.lnx, np.ascontiguousarray(g, np.float32))
-        lib.rwkv7_time_mix(*(kernels.ptr(t) for t in args), H, N, b.eps, kernels.ptr(out))
+        ptr = kernels.ptr
+        r, w_raw, k, v, a_raw, g = (np.ascontiguousarray(t, np.float32) for t in (r, w_raw, k, v, a_raw, g))
+        lib.rwkv7_time_mix(ptr(S), ptr(T), ptr(r), ptr(w_raw), ptr(k), ptr(v), ptr(a_raw), *b.fixed_ptrs, ptr(g), H, N,
+                           b.eps, ptr(out))
         return T, out
     w = np.exp(-LOG_DECAY_SCALE * sigmoid(w_raw))
     a = sigmoid(a_raw)
