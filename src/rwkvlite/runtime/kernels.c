@@ -484,17 +484,22 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
     /* rows in chunks of PAIRS pairs (a few KB: they stay in L1 while every column block of
      * this thread reads them); int32 sums of one chunk cannot overflow */
     enum { PAIRS = 16 };
-#pragma omp parallel num_threads(share_threads(n * cols))
-    {
-        int64_t b0, b1;
-        column_share(cols / 64, 1, THREAD_ID, NUM_THREADS, &b0, &b1);
-        float fb[(b1 - b0) * 64 + 1];
-        memset(fb, 0, sizeof fb);
-        for (int64_t p0 = 0; p0 < npair; p0 += PAIRS) {
-            int64_t p1 = MIN(npair, p0 + PAIRS);
-            for (int64_t i = 2 * p1; i < MIN(n, 2 * (p1 + PAIRS)); i++)  /* the next chunk's rows */
+    const int nt = share_threads(n * cols);
+    float *part = calloc((size_t)nt * cols, sizeof *part);  /* each thread's sums over its rows */
+    if (!part) {
+        free(coef), free(B), free(zterm);
+        return 0;
+    }
+#pragma omp parallel num_threads(nt)
+    {   /* threads split the rows (each streams its own rows through its cache), not the columns */
+        int64_t p_lo, p_hi;
+        column_share(npair, PAIRS, THREAD_ID, NUM_THREADS, &p_lo, &p_hi);
+        float *fb = part + (int64_t)THREAD_ID * cols;
+        for (int64_t p0 = p_lo; p0 < p_hi; p0 += PAIRS) {
+            int64_t p1 = MIN(p_hi, p0 + PAIRS);
+            for (int64_t i = 2 * p1; i < MIN(n, 2 * MIN(p_hi, p1 + PAIRS)); i++)  /* the next chunk's rows */
                 for (int64_t o = 0; o < qstride; o += 64) __builtin_prefetch(Q + (rows ? rows[i] : i) * qstride + o);
-            for (int64_t blk = b0; blk < b1; blk++) {
+            for (int64_t blk = 0; blk < cols / 64; blk++) {
                 int64_t c0 = blk * 64, g = c0 / group;
                 __m256i acc[8];
                 for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
@@ -504,23 +509,26 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
                     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
                 }
-                float *f = fb + (blk - b0) * 64;
+                float *f = fb + c0;
                 for (int k = 0; k < 8; k++) _mm256_storeu_ps(f + 8 * k, _mm256_add_ps(_mm256_loadu_ps(f + 8 * k), _mm256_cvtepi32_ps(acc[k])));
             }
         }
-        for (int64_t blk = b0; blk < b1; blk++) {
-            int64_t g = blk * 64 / group;
-            const float *f = fb + (blk - b0) * 64;
-            const __m256 vb = _mm256_set1_ps(B[g]), vz = _mm256_set1_ps(zterm[g]);
-            for (int j = 0; j < 4; j++) {  /* lo holds columns 0-3 and 8-11 of a 16-column chunk, hi 4-7 and 12-15 */
-                __m256 lo = _mm256_loadu_ps(f + 16 * j), hi = _mm256_loadu_ps(f + 16 * j + 8);
-                __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20), second = _mm256_permute2f128_ps(lo, hi, 0x31);
-                float *yy = y + blk * 64 + 16 * j;
-                _mm256_storeu_ps(yy, _mm256_add_ps(_mm256_loadu_ps(yy), _mm256_fmsub_ps(vb, first, vz)));
-                _mm256_storeu_ps(yy + 8, _mm256_add_ps(_mm256_loadu_ps(yy + 8), _mm256_fmsub_ps(vb, second, vz)));
-            }
+    }
+    for (int64_t t = 1; t < nt; t++)
+        for (int64_t c = 0; c < cols; c++) part[c] += part[t * cols + c];
+    for (int64_t blk = 0; blk < cols / 64; blk++) {
+        int64_t g = blk * 64 / group;
+        const float *f = part + blk * 64;
+        const __m256 vb = _mm256_set1_ps(B[g]), vz = _mm256_set1_ps(zterm[g]);
+        for (int j = 0; j < 4; j++) {  /* lo holds columns 0-3 and 8-11 of a 16-column chunk, hi 4-7 and 12-15 */
+            __m256 lo = _mm256_loadu_ps(f + 16 * j), hi = _mm256_loadu_ps(f + 16 * j + 8);
+            __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20), second = _mm256_permute2f128_ps(lo, hi, 0x31);
+            float *yy = y + blk * 64 + 16 * j;
+            _mm256_storeu_ps(yy, _mm256_add_ps(_mm256_loadu_ps(yy), _mm256_fmsub_ps(vb, first, vz)));
+            _mm256_storeu_ps(yy + 8, _mm256_add_ps(_mm256_loadu_ps(yy + 8), _mm256_fmsub_ps(vb, second, vz)));
         }
     }
+    free(part);
     free(coef), free(B), free(zterm);
     return 1;
 }
