@@ -606,8 +606,7 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
     /* int path (dim 2, whole 16-index chunks): x as int16 per group, centroid pairs gathered
      * and multiplied 16 columns per madd; |sum| < 2 * 127 * 32767 * group / 16 < 2^31 */
     if (int16_x && dim == 2 && bits <= 8 && group == 2 * per_group && per_group % 16 == 0 && group <= 4096 &&
-        nvec % per_group == 0 &&
-        (pairs = pair_table(book, ngroups, K)) && (xq = malloc(cols * sizeof *xq)) && (xs = malloc(ngroups * sizeof *xs))) {
+        nvec % per_group == 0 && (xq = malloc(cols * sizeof *xq)) && (xs = malloc(ngroups * sizeof *xs))) {
         for (int64_t g = 0; g < ngroups; g++) {
             float m = 0.f;
             for (int64_t c = g * group; c < (g + 1) * group; c++) m = fabsf(x[c]) > m ? fabsf(x[c]) : m;
@@ -634,6 +633,17 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
             xeo[g * group + per_group + j] = xq[2 * v + 1];
         }
     }
+    const int table_lookup = xeo != NULL;
+#else
+    const int table_lookup = 0;
+#endif
+#ifdef HAVE_AVX2
+    if (xq && !table_lookup && !(pairs = pair_table(book, ngroups, K))) {  /* the gather path needs the pairs */
+        free(xq);
+        xq = NULL;
+    }
+#else
+    (void)table_lookup;
 #endif
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
