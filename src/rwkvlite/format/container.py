@@ -52,15 +52,33 @@ def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 22) -> int:
     return crc
 
 
+def _root(a):
+    """What a's chain of views ends in: read()'s mmap, the ndarray owning the memory, or another buffer."""
+    while getattr(a, "base", None) is not None and not isinstance(a, mmap.mmap):
+        a = a.base
+    return a
+
+
+def readable(a: np.ndarray) -> int:
+    """Bytes that may be read from a's start: to the end of the map or array it lives in (the
+    runtime's kernels load 16 bytes at a time and may run past a packed row)."""
+    root = _root(a)
+    if isinstance(root, mmap.mmap):
+        start, size = np.frombuffer(root, np.uint8).ctypes.data, len(root)
+    elif isinstance(root, np.ndarray):
+        start, size = root.ctypes.data, root.nbytes
+    else:
+        return a.nbytes
+    return start + size - a.ctypes.data
+
+
 def _advise(arrays, advice: str) -> None:
     """madvise the pages under memory-mapped arrays (views of read()'s map; others are skipped)."""
     if not hasattr(mmap, advice):
         return
     for a in arrays:
-        mm = a
-        while mm is not None and not isinstance(mm, mmap.mmap):
-            mm = getattr(mm, "base", None)
-        if mm is None or a.nbytes == 0:
+        mm = _root(a)
+        if not isinstance(mm, mmap.mmap) or a.nbytes == 0:
             continue
         offset = a.ctypes.data - np.frombuffer(mm, np.uint8).ctypes.data
         aligned = offset - offset % mmap.PAGESIZE

@@ -48,8 +48,4 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0, t
             "decode_ms_per_token_median": 1e3 * float(np.median(times)),
             "decode_tokens_per_s": gen_tokens / decode_s, "bytes_read_per_token": reads["total"],
             "bytes_read_detail": reads, "file_bytes": os.path.getsize(path), "gen_tokens": gen_tokens,
-            "torch_imported": "torch" in sys.modules, "kernels": "c" if _kernels() else "numpy"}
-
-
-def _kernels():
-    return kernels.lib() is not None
+            "torch_imported": "torch" in sys.modules, "kernels": "c" if kernels.lib() is not None else "numpy"}

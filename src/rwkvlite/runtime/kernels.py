@@ -37,8 +37,10 @@ SIGNATURES = {
     "axpy_vq": [VP, I64, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "rwkv7_time_mix": [VP] * 13 + [I64, I64, ctypes.c_float, VP],
     "set_threads": [ctypes.c_int],
+    "threads": [],
+    "read_sum": [VP, I64],
 }
-RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int}
+RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int}  # the others return nothing
 
 
 def cache_dir() -> str:
@@ -85,10 +87,7 @@ def lib():
                 _lib = ctypes.CDLL(path)
                 for name, args in SIGNATURES.items():
                     fn = getattr(_lib, name)
-                    fn.argtypes, fn.restype = args, None
-                for name, res in RESTYPES.items():
-                    getattr(_lib, name).restype = res
-                _lib.read_sum.argtypes = [VP, I64]
+                    fn.argtypes, fn.restype = args, RESTYPES.get(name)
                 set_exact(os.environ.get("RWKVLITE_EXACT", "") == "1")
                 if os.environ.get("RWKVLITE_THREADS"):
                     _lib.set_threads(int(os.environ["RWKVLITE_THREADS"]))

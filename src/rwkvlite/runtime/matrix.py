@@ -13,29 +13,12 @@ once, so a call costs a copy of x and one foreign call (~2 us), not a dozen addr
 """
 from __future__ import annotations
 
-import mmap
-
 import numpy as np
 
 from ..format import bits as bitpack
-from ..format.container import release
+from ..format.container import readable, release
 from ..format.encodings import decode
 from .kernels import lib, ptr
-
-
-def readable(a: np.ndarray) -> int:
-    """Bytes that may be read from a's start: to the end of the map or array it lives in (the
-    kernels' 16-byte loads may run past a packed row into what follows it)."""
-    root = a
-    while getattr(root, "base", None) is not None and not isinstance(root, mmap.mmap):
-        root = root.base
-    if isinstance(root, mmap.mmap):
-        start, size = np.frombuffer(root, np.uint8).ctypes.data, len(root)
-    elif isinstance(root, np.ndarray):
-        start, size = root.ctypes.data, root.nbytes
-    else:
-        return a.nbytes
-    return start + size - a.ctypes.data
 
 
 def _check_coefficients(a, rows, n_rows: int) -> None:
@@ -76,22 +59,22 @@ class Matrix:
         """The kernel's leading arguments (addresses and layout), or None: numpy path."""
         return None
 
-    def _bind(self):
-        k = lib()
-        pre = self.weights_args() if k else None
-        if pre is None:
-            self._mv = self._axpy = None
-            return
-        self._mv, self._axpy = getattr(k, f"mv_{self.kernel}"), getattr(k, f"axpy_{self.kernel}")
-        self._pre = pre
-        self._x = np.empty(self.cols, np.float32)
-        self._y = np.empty(self.rows, np.float32)
-        self._xp, self._yp = ptr(self._x), ptr(self._y)
+    def _bound(self) -> bool:
+        """Whether the C kernels multiply this matrix; binds them (and the buffers) on first use."""
+        if not hasattr(self, "_mv"):
+            k = lib()
+            self._pre = self.weights_args() if k else None
+            if self._pre is None:
+                self._mv = self._axpy = None
+            else:
+                self._mv, self._axpy = getattr(k, f"mv_{self.kernel}"), getattr(k, f"axpy_{self.kernel}")
+                self._x, self._y = np.empty(self.cols, np.float32), np.empty(self.rows, np.float32)
+                self._a, self._out = np.empty(self.rows, np.float32), np.empty(self.cols, np.float32)
+                self._xp, self._yp, self._ap, self._outp = (ptr(t) for t in (self._x, self._y, self._a, self._out))
+        return self._mv is not None
 
     def mv(self, x, rows=None) -> np.ndarray:
-        if not hasattr(self, "_mv"):
-            self._bind()
-        if self._mv is None:
+        if not self._bound():
             r = np.arange(self.rows) if rows is None else rows
             return (self.dense_rows(r) @ x).astype(np.float32)
         np.copyto(self._x, x[self.perm] if self.perm is not None else x, casting="unsafe")
@@ -105,41 +88,25 @@ class Matrix:
         self._mv(*self._pre, self._xp, self._yp, ptr(rows), len(rows))
         return self._y[:len(rows)]
 
-    def axpy(self, a, y, rows=None) -> None:
-        if not hasattr(self, "_mv"):
-            self._bind()
-        if self._axpy is None or self.perm is not None:
-            r = np.arange(self.rows) if rows is None else rows
-            y += a @ self.dense_rows(r)
-            return
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        if not (y.dtype == np.float32 and y.flags.c_contiguous and len(y) == self.cols):
-            raise ValueError("axpy accumulates into a contiguous float32 vector of the matrix's width")
-        _check_coefficients(a, rows, self.rows)
-        rows = _rows32(rows)
-        self._axpy(*self._pre, ptr(a), ptr(y), ptr(rows), len(a))
-
     def rmv(self, a, rows=None) -> np.ndarray:
         """a @ W[rows] (rows of a transposed matrix, LoRA factors stored [in, r]), into a buffer
         the matrix owns, like mv."""
-        if not hasattr(self, "_mv"):
-            self._bind()
-        if self._axpy is None or self.perm is not None:
-            y = np.zeros(self.cols, np.float32)
-            self.axpy(a, y, rows)
-            return y
-        if not hasattr(self, "_out"):
-            self._out, self._a = np.empty(self.cols, np.float32), np.empty(self.rows, np.float32)
-            self._outp, self._ap = ptr(self._out), ptr(self._a)
         _check_coefficients(a, rows, self.rows)
-        self._out.fill(0)
+        if not self._bound() or self.perm is not None:
+            return (np.asarray(a, np.float32) @ self.dense_rows(np.arange(self.rows) if rows is None else rows)
+                    ).astype(np.float32)
         n = len(a)
         if n > len(self._a):  # a row list with repeats
             self._a = np.empty(n, np.float32)
             self._ap = ptr(self._a)
         self._a[:n] = a
+        self._out.fill(0)
         self._axpy(*self._pre, self._ap, self._outp, None if rows is None else ptr(_rows32(rows)), n)
         return self._out
+
+    def axpy(self, a, y, rows=None) -> None:
+        """y += a @ W[rows]."""
+        y += self.rmv(a, rows)
 
 
 class Dense(Matrix):

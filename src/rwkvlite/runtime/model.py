@@ -102,8 +102,8 @@ class Predictor:
     def __init__(self, w: Weights, name: str, spec: dict):
         self.m1, self.m2 = w.mat(f"{name}.mlp1.weight"), w.mat(f"{name}.mlp2.weight")
         self.b1, self.b2 = w.vec(f"{name}.mlp1.bias"), w.vec(f"{name}.mlp2.bias")
-        self.threshold, self.keep = float(w.vec(f"{name}.threshold")[0]), float(w.vec(f"{name}.keep")[0])
-        t = min(max(self.threshold, 1e-7), 1 - 1e-7)
+        self.keep = float(w.vec(f"{name}.keep")[0])
+        t = min(max(float(w.vec(f"{name}.threshold")[0]), 1e-7), 1 - 1e-7)
         self.cut = (np.log(t / (1 - t)) - self.b2).astype(np.float32)  # sigmoid(z + b2) > t  <=>  z > cut
         scale = w.vec(f"{name}.qscale")
         entry, arrays = w.parts(f"{name}.qsign")
