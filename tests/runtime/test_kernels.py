@@ -91,13 +91,13 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     m = matrix(entry, arrays)
     x = rng.standard_normal(512).astype(np.float32)
     before = kernels.threads()
-    kernels.lib().set_threads(n_threads)
+    kernels.set_threads(n_threads)
     try:
         got = m.mv(x).copy()
         y = np.zeros(512, np.float32)
         m.axpy(x, y)
     finally:
-        kernels.lib().set_threads(before)
+        kernels.set_threads(before)
     W = decode(entry, arrays).astype(np.float64)
     np.testing.assert_allclose(got, W @ x, rtol=1e-4, atol=1e-4 * np.abs(W @ x).max())
     np.testing.assert_allclose(y, x @ W, rtol=1e-4, atol=1e-4 * np.abs(x @ W).max())
@@ -107,10 +107,10 @@ def test_time_mix_kernel_equals_the_numpy_equations(monkeypatch):
     rng = np.random.default_rng(1)
     H, N = 3, 16
 
-    class Head:  # what time_mix reads from a Block
+    class BlockVectors:  # what time_mix reads from a Block
         pass
 
-    b = Head()
+    b = BlockVectors()
     b.H, b.N, b.eps = H, N, 64e-5
     b.k_k, b.k_a, b.r_k, *b.lnx = (rng.uniform(-1, 1, H * N).astype(np.float32) for _ in range(5))
     b.fixed_ptrs = tuple(kernels.ptr(t) for t in (b.k_k, b.k_a, b.r_k, *b.lnx))
