@@ -24,6 +24,10 @@ RECIPES = {
     "lite": LITE,
     "lite-int4": LITE + [{"int": {"bits": 4, "group_size": 32}}],
 }
+# n-bit predictor copies (decoded once, multiplied as float32 in C) and the relu low-rank variant
+OTHER = {"lite-relu-2bitcopy": [{"lowrank": {"factor": 4, "variant": "relu"}},
+                                {"ffn_predictor": {"steps": 20, "quant_bits": 2}}, {"fold_ln0": {}},
+                                {"int": {"bits": 3, "group_size": 32}}]}
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +40,21 @@ def source(tmp_path_factory):
     return folder, path, text
 
 
+def compressed(source, recipe):
+    folder, path, text = source
+    out = folder / f"{recipe}.rwkvlite"
+    if not out.exists():
+        compress(path, out, {**RECIPES, **OTHER}[recipe], calibration=str(text), n_seq=4, seq_len=32,
+                 tokenizer="bytes", progress=False)
+    return out
+
+
 @pytest.mark.parametrize("recipe", list(RECIPES))
 @pytest.mark.parametrize("kernels", ["c", "c-int16x", "numpy"])
 def test_runtime_logits_equal_the_evaluation_path(source, recipe, kernels, monkeypatch):
     from rwkvlite.runtime import kernels as k
 
-    folder, path, text = source
-    out = folder / f"{recipe}.rwkvlite"
-    if not out.exists():
-        compress(path, out, RECIPES[recipe], calibration=str(text), n_seq=4, seq_len=32, tokenizer="bytes",
-                 progress=False)
+    out = compressed(source, recipe)
     monkeypatch.setattr(k, "_lib", None)
     monkeypatch.setattr(k, "_tried", kernels == "numpy")  # numpy: pretend the build was tried and failed
     if kernels != "numpy" and k.lib() is None:
@@ -62,6 +71,32 @@ def test_runtime_logits_equal_the_evaluation_path(source, recipe, kernels, monke
             ref, ref_state = model(torch.tensor([[t]]), ref_state)
         got, state = rt.step(t, state)
         np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES) + list(OTHER))
+def test_c_block_step_equals_the_numpy_one(source, recipe):
+    """rwkv7.c steps each block in one call; Block.step_numpy does the same with the same
+    kernels and numpy in between: they agree to float rounding (x kept float32 here)."""
+    from rwkvlite.runtime import kernels as k
+
+    if k.lib() is None:
+        pytest.skip("no C compiler")
+    k.set_exact(True)
+    rt = Runtime(compressed(source, recipe))
+    assert all(b.c is not None for b in rt.blocks)  # every block has the one-call path
+    rng = np.random.default_rng(0)
+    C = rt.config["n_embd"]
+    state = [{"att": rng.standard_normal(C, np.float32), "ffn": rng.standard_normal(C, np.float32),
+              "wkv": rng.standard_normal(s["wkv"].shape, np.float32) * 0.1} for s in rt.zero_state()]
+    x, v_first = rng.standard_normal(C, np.float32), None
+    for block, st in zip(rt.blocks, state):
+        a, b, before = dict(st), dict(st), st["wkv"].copy()
+        xc, vc = block(x, a, v_first)
+        xn, vn = block.step_numpy(x, b, v_first)
+        for got, want in [(xc, xn), (vc, vn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))]:
+            np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
+        assert np.array_equal(st["wkv"], before)  # the old state is kept
+        x, v_first = xn, vn
 
 
 def test_lean_runtime_does_not_import_torch(source):

@@ -3,7 +3,17 @@
 >>> from rwkvlite.runtime import Runtime
 >>> model = Runtime("model.rwkvlite")           # doctest: +SKIP
 >>> logits, state = model.step(token_id)        # doctest: +SKIP
+
+The C kernels bring their own threads, so numpy's BLAS is held to one thread when this
+package is imported before numpy (set OPENBLAS_NUM_THREADS to override): otherwise its
+idle worker threads spin on the same cores between the kernels' calls.
 """
-from .model import Runtime
+import os
+import sys
+
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from .model import Runtime  # noqa: E402
 
 __all__ = ["Runtime"]

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kernels.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -29,14 +30,15 @@
 #else
 #define DOT16(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 #endif
+#ifdef HAVE_PERMW
+#ifdef __AVX512VNNI__
+#define DOT16X(acc, a, b) _mm512_dpwssd_epi32(acc, a, b)
+#else
+#define DOT16X(acc, a, b) _mm512_add_epi32(acc, _mm512_madd_epi16(a, b))
+#endif
+#endif
 #endif
 
-typedef _Float16 f16;
-
-/* a kernel call with fewer multiply-adds than this runs on one thread (thread start-up costs
- * about as much as ~64K multiply-adds) */
-#define PARALLEL_MIN 65536
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
 
 int threads(void) {
 #ifdef _OPENMP
@@ -299,7 +301,67 @@ static inline __attribute__((always_inline)) __m256 row_int(const uint8_t *q, co
     return vt;
 }
 
+#ifdef HAVE_PERMW
+/* The AVX-512 row kernel, for 2-4- and 8-bit codes in groups of whole 32-code chunks. 32
+ * codes of b <= 4 bits (4b <= 16 bytes) come from one 16-byte load broadcast to the four
+ * 128-bit lanes, lane L unpacking codes 8L..8L+7 with the shuffle-multiply-shift of unpack16;
+ * 8-bit codes are widened. The group's zero is subtracted from the codes as int16 (|q - z|
+ * <= 255, the same bound as q), so a row is sum_g coef_g (q - z)_g . xq_g with
+ * coef_g = scale_g xs_g, and no separate zero term. */
+static __m512i shuffle512(int bits, __m512i *mul) {
+    uint8_t sh[64];
+    int16_t m[32];
+    for (int j = 0; j < 32; j++) {
+        int bit = j * bits, b = bit >> 3, s = bit & 7;
+        sh[2 * j] = (uint8_t)b;
+        sh[2 * j + 1] = s + bits > 8 ? (uint8_t)(b + 1) : 0x80;
+        m[j] = (int16_t)(1u << (16 - bits - s));
+    }
+    *mul = _mm512_loadu_si512(m);
+    return _mm512_loadu_si512(sh);
+}
+
+static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, int64_t c, const int bits,
+                                                             __m512i shuffle, __m512i mul) {
+    if (bits == 8) return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(q + c)));
+    __m512i raw = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)));
+    return _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_shuffle_epi8(raw, shuffle), mul), 16 - bits);
+}
+
+/* (q - z) . xq over group g, as 16 int32 lanes; two chains of products */
+static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const uint8_t *z, const int16_t *xq,
+                                                               int64_t g, int64_t group, const int bits,
+                                                               __m512i shuffle, __m512i mul) {
+    const __m512i zero = _mm512_set1_epi16((int16_t)code_at(z, g, bits));
+    __m512i a = _mm512_setzero_si512(), b = a;
+    int64_t c = g * group, end = c + group;
+    for (; c + 64 <= end; c += 64) {
+        a = DOT16X(a, _mm512_sub_epi16(codes32(q, c, bits, shuffle, mul), zero), _mm512_loadu_si512(xq + c));
+        b = DOT16X(b, _mm512_sub_epi16(codes32(q, c + 32, bits, shuffle, mul), zero), _mm512_loadu_si512(xq + c + 32));
+    }
+    if (c < end) a = DOT16X(a, _mm512_sub_epi16(codes32(q, c, bits, shuffle, mul), zero), _mm512_loadu_si512(xq + c));
+    return _mm512_add_epi32(a, b);
+}
+
+static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, const uint8_t *z, const float *coef,
+                                                              const int16_t *xq, int64_t ngroups, int64_t group,
+                                                              const int bits, __m512i shuffle, __m512i mul) {
+    __m512 even = _mm512_setzero_ps(), odd = even;
+    int64_t g = 0;
+    for (; g + 2 <= ngroups; g += 2) {  /* two groups at a time: independent chains */
+        __m512i a = group_dot(q, z, xq, g, group, bits, shuffle, mul), b = group_dot(q, z, xq, g + 1, group, bits, shuffle, mul);
+        even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(coef[g]), even);
+        odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(coef[g + 1]), odd);
+    }
+    if (g < ngroups)
+        even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(q, z, xq, g, group, bits, shuffle, mul)),
+                               _mm512_set1_ps(coef[g]), even);
+    return _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
+}
 #endif
+#endif
+
+#define AHEAD 4  /* rows fetched ahead of the one multiplied, in a row list */
 
 void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
            int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
@@ -329,15 +391,39 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 #else
     void *u = NULL;
 #endif
+#ifdef HAVE_PERMW
+    __m512i mul512, shuffle = shuffle512(bits <= 4 ? bits : 1, &mul512);
+    const int wide = xq && bits > 1 && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % group == 0;
+#endif
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         int64_t r = rows ? rows[i] : i;
         const uint8_t *q = Q + r * qstride, *z = Z + r * zstride;
         const int64_t avail = qbytes - r * qstride;
         const f16 *scale = S + r * ngroups;
-        if (rows && i + 2 < n)  /* scattered rows (FFN neurons, head clusters): fetch ahead */
-            for (int64_t o = 0; o < qstride; o += 64) __builtin_prefetch(Q + rows[i + 2] * qstride + o);
+        if (rows && i + AHEAD < n) {  /* scattered rows (FFN neurons, head clusters): fetch ahead */
+            const int64_t next = rows[i + AHEAD];
+            for (int64_t o = 0; o < qstride; o += 64) __builtin_prefetch(Q + next * qstride + o);
+            __builtin_prefetch(S + next * ngroups);
+            __builtin_prefetch(Z + next * zstride);
+        }
         float total = 0.f, zeros = 0.f;
+#ifdef HAVE_PERMW
+        if (wide && avail >= qstride + 16) {
+            float coef[ngroups];
+            int64_t g = 0;
+            for (; g + 8 <= ngroups; g += 8)
+                _mm256_storeu_ps(coef + g, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scale + g))),
+                                                         _mm256_loadu_ps(xs + g)));
+            for (; g < ngroups; g++) coef[g] = (float)scale[g] * xs[g];
+            switch (bits) {
+#define CASE(B) case B: y[i] = row_int512(q, z, coef, xq, ngroups, group, B, shuffle, mul512); break;
+                CASE(2) CASE(3) CASE(4) CASE(8)
+#undef CASE
+            }
+            continue;
+        }
+#endif
 #ifdef HAVE_AVX2
         __m256 vt = _mm256_setzero_ps();
         if (xq && bits > 1 && cols % group == 0 && avail >= qstride + 16) {  /* the common case: a loop per code width */
@@ -457,27 +543,39 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
                        int64_t n, const unpacker *u) {
     int64_t npair = (n + 1) / 2;
     int32_t *coef = malloc(ngroups * npair * sizeof *coef);
-    float *b = malloc(ngroups * n * sizeof *b), *B = calloc(ngroups, sizeof *B), *zterm = calloc(ngroups, sizeof *zterm);
-    if (!coef || !b || !B || !zterm) {
-        free(coef), free(b), free(B), free(zterm);
+    float *b = malloc(ngroups * n * sizeof *b), *zb = malloc(ngroups * n * sizeof *zb), *B = calloc(ngroups, sizeof *B),
+          *zterm = calloc(ngroups, sizeof *zterm);
+    if (!coef || !b || !zb || !B || !zterm) {
+        free(coef), free(b), free(zb), free(B), free(zterm);
         return 0;
     }
-    for (int64_t i = 0; i < n; i++) {  /* row by row: each row's scales and zeros are contiguous */
+    /* b[i][g] = a_i scale_ig and its zero term, row by row (a row's scales and zeros are
+     * contiguous); then B and the zero sums per group; then the int16 coefficient pairs */
+#pragma omp parallel for schedule(static) if (n * ngroups >= 8192)
+    for (int64_t i = 0; i < n; i++) {
         int64_t r = rows ? rows[i] : i;
+        const f16 *s = S + r * ngroups;
+        const uint8_t *z = Z + r * zstride;
         for (int64_t g = 0; g < ngroups; g++) {
-            float v = a[i] * (float)S[r * ngroups + g];
-            b[g * n + i] = v;
-            B[g] = fmaxf(B[g], fabsf(v));
-            zterm[g] += v * (float)code_at(Z + r * zstride, g, bits);
+            float v = a[i] * (float)s[g];
+            b[i * ngroups + g] = v;
+            zb[i * ngroups + g] = v * (float)code_at(z, g, bits);
         }
     }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t g = 0; g < ngroups; g++) {
+            B[g] = fmaxf(B[g], fabsf(b[i * ngroups + g]));
+            zterm[g] += zb[i * ngroups + g];
+        }
+    free(zb);
     for (int64_t g = 0; g < ngroups; g++) {
         float inv = B[g] > 0 ? 32767.f / B[g] : 0.f;
         B[g] /= 32767.f;
+        int32_t *cg = coef + g * npair;
         for (int64_t p = 0; p < npair; p++) {
-            uint32_t lo = (uint16_t)(int16_t)lrintf(b[g * n + 2 * p] * inv);
-            uint32_t hi = 2 * p + 1 < n ? (uint16_t)(int16_t)lrintf(b[g * n + 2 * p + 1] * inv) : 0;
-            coef[g * npair + p] = (int32_t)(lo | hi << 16);
+            uint32_t lo = (uint16_t)(int16_t)lrintf(b[2 * p * ngroups + g] * inv);
+            uint32_t hi = 2 * p + 1 < n ? (uint16_t)(int16_t)lrintf(b[(2 * p + 1) * ngroups + g] * inv) : 0;
+            cg[p] = (int32_t)(lo | hi << 16);
         }
     }
     free(b);
@@ -751,50 +849,6 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *bo
 }
 
 /* ---------------------------------------------------------------- RWKV-7 time mix */
-
-/* One token of RWKV-7's time mix after its projections, per head h (N channels):
- *   w = exp(-e^-0.5 sigmoid(w_raw)),  a = sigmoid(a_raw),  kk = normalize(k * k_k),
- *   k' = k (1 + (a - 1) k_a)
- *   S' = S diag(w) + (S (-kk)) (kk a)^T + v k'^T          (S: [N (value)][N (key)])
- *   y  = group_norm(S' r) * ln_w + ln_b + (sum_j r k' r_k) v,   out = y * g
- * (model/rwkv7.py, TimeMix.forward). S' goes to T, which may be S; threads split the heads. */
-void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw, const float *k, const float *v,
-                    const float *a_raw, const float *k_k, const float *k_a, const float *r_k, const float *ln_w,
-                    const float *ln_b, const float *g, int64_t H, int64_t N, float eps, float *out) {
-#pragma omp parallel for schedule(static) if (H * N * N >= PARALLEL_MIN)
-    for (int64_t h = 0; h < H; h++) {
-        float w[N], a[N], kk[N], kp[N], y[N];  /* N: the head size, 64 */
-        const int64_t o = h * N;
-        float norm = 0.f, bonus = 0.f, mean = 0.f, var = 0.f;
-        for (int64_t j = 0; j < N; j++) {
-            w[j] = expf(-0.60653066f / (1.f + expf(-w_raw[o + j])));
-            a[j] = 1.f / (1.f + expf(-a_raw[o + j]));
-            kk[j] = k[o + j] * k_k[o + j];
-            norm += kk[j] * kk[j];
-            kp[j] = k[o + j] * (1.f + (a[j] - 1.f) * k_a[o + j]);
-            bonus += r[o + j] * kp[j] * r_k[o + j];
-        }
-        norm = 1.f / fmaxf(sqrtf(norm), 1e-12f);
-        for (int64_t j = 0; j < N; j++) kk[j] *= norm;
-        for (int64_t i = 0; i < N; i++) {
-            const float *s = S + (o + i) * N;
-            float *t = T + (o + i) * N;
-            float sa = 0.f, acc = 0.f, vi = v[o + i];
-            for (int64_t j = 0; j < N; j++) sa -= s[j] * kk[j];
-            for (int64_t j = 0; j < N; j++) {
-                t[j] = s[j] * w[j] + sa * kk[j] * a[j] + vi * kp[j];
-                acc += t[j] * r[o + j];
-            }
-            y[i] = acc;
-            mean += acc;
-        }
-        mean /= N;
-        for (int64_t i = 0; i < N; i++) var += (y[i] - mean) * (y[i] - mean);
-        float inv = 1.f / sqrtf(var / N + eps);
-        for (int64_t i = 0; i < N; i++)
-            out[o + i] = ((y[i] - mean) * inv * ln_w[o + i] + ln_b[o + i] + bonus * v[o + i]) * g[o + i];
-    }
-}
 
 /* Read bandwidth with the kernels' threads: the sum of n floats (bench/runtime.py) */
 double read_sum(const float *p, int64_t n) {

@@ -1,5 +1,6 @@
-"""The C kernels (kernels.c), built on first use with the system's C compiler and loaded
-through ctypes; None when no compiler is available (the runtime then uses numpy).
+"""The C kernels (kernels.c: packed matrix-vector products; rwkv7.c: one RWKV-7 block per
+call), built on first use with the system's C compiler and loaded through ctypes; None when
+no compiler is available (the runtime then uses numpy).
 
 Why a hand-written C file: no maintained package multiplies by our packed layouts (3-bit
 streams, 2-D VQ codebooks, row subsets) without PyTorch, and a ~150-line C file compiled
@@ -19,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.c")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "rwkv7.c")]
+HEADER = os.path.join(HERE, "kernels.h")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"]
 OPENMP = ["-fopenmp"]
 _lib = None
@@ -36,11 +39,46 @@ SIGNATURES = {
     "mv_vq": [VP, I64, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "axpy_vq": [VP, I64, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "rwkv7_time_mix": [VP] * 13 + [I64, I64, ctypes.c_float, VP],
+    "rwkv7_block": [VP] * 11,
+    "rwkv7_block_floats": [VP],
+    "head_rows": [VP, VP, I64, VP],
+    "head_logprobs": [VP, VP, I64, VP, VP, I64, ctypes.c_double, VP],
     "set_threads": [ctypes.c_int],
     "threads": [],
     "read_sum": [VP, I64],
 }
-RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int}  # the others return nothing
+RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int, "rwkv7_block": I64,
+            "rwkv7_block_floats": I64,
+            "head_rows": I64}  # the others return nothing
+
+# rwkv7.c's structs (every field 8 bytes wide). A matrix: its kernel's arguments by name.
+MAT_KINDS = {"f16": 1, "sq": 2, "vq": 3, "f32": 4}
+MAT_ARGS = {"f16": ("q", "cols"),
+            "sq": ("q", "stride", "qbytes", "scale", "zero", "zstride", "bits", "group", "cols"),
+            "vq": ("q", "stride", "qbytes", "zero", "scale", "bits", "dim", "group", "cols")}
+
+
+class Mat(ctypes.Structure):
+    _fields_ = ([(n, I64) for n in ("kind", "rows", "cols", "stride", "qbytes", "zstride", "bits", "dim", "group")]
+                + [(n, VP) for n in ("q", "scale", "zero", "perm", "tmp")])
+
+
+class LinearT(ctypes.Structure):
+    _fields_ = [("W", Mat), ("w1", Mat), ("w2", Mat), ("lowrank", I64), ("diag", VP)]
+
+
+class PredictorT(ctypes.Structure):
+    _fields_ = [("m1", Mat), ("m2", Mat), ("copy", Mat), ("b1", VP), ("cut", VP), ("scale", VP),
+                ("keep", ctypes.c_double)]
+
+
+class Block7(ctypes.Structure):
+    _fields_ = ([(n, I64) for n in ("C", "H", "N", "F", "first", "hidden")] + [("eps", ctypes.c_double)]
+                + [(n, VP) for n in ("ln1w", "ln1b", "ln2w", "ln2b", "mix", "w0", "a0", "k_k", "k_a", "r_k", "v0",
+                                     "lnxw", "lnxb", "x_k")]
+                + [(n, LinearT) for n in "rkvo"]
+                + [(n, Mat) for n in ("w1", "w2", "a1", "a2", "g1", "g2", "v1", "v2", "fk", "fv")]
+                + [("fv_transposed", I64), ("predicted", I64), ("pred", PredictorT)])
 
 
 def cache_dir() -> str:
@@ -50,8 +88,11 @@ def cache_dir() -> str:
 
 def build() -> str | None:
     """Path of the compiled library (built once per source version); None if it cannot be built."""
-    with open(SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    h = hashlib.sha256(" ".join(FLAGS).encode())
+    for path in (*SOURCES, HEADER):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    digest = h.hexdigest()[:16]
     folder = cache_dir()
     target = os.path.join(folder, f"kernels-{digest}.so")
     if os.path.exists(target):
@@ -64,7 +105,7 @@ def build() -> str | None:
             os.makedirs(folder, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
             os.close(fd)
-            subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, SOURCE, "-lm"], check=True, capture_output=True,
+            subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, *SOURCES, "-lm"], check=True, capture_output=True,
                            timeout=120)
             os.replace(tmp, target)
             return target

@@ -18,6 +18,7 @@ import numpy as np
 from ..format import bits as bitpack
 from ..format.container import readable, release
 from ..format.encodings import decode
+from . import kernels
 from .kernels import lib, ptr
 
 
@@ -73,6 +74,17 @@ class Matrix:
                 self._xp, self._yp, self._ap, self._outp = (ptr(t) for t in (self._x, self._y, self._a, self._out))
         return self._mv is not None
 
+    def native(self):
+        """This matrix as rwkv7.c's mat_t (kernels.Mat), or None where only numpy multiplies it."""
+        if not self._bound():
+            return None
+        m = kernels.Mat(kind=kernels.MAT_KINDS[self.kernel], rows=self.rows,
+                        **dict(zip(kernels.MAT_ARGS[self.kernel], self._pre)))
+        if self.perm is not None:  # kept alive by this matrix
+            self._perm32, self._tmp = np.ascontiguousarray(self.perm, np.int32), np.empty(self.cols, np.float32)
+            m.perm, m.tmp = ptr(self._perm32), ptr(self._tmp)
+        return m
+
     def mv(self, x, rows=None) -> np.ndarray:
         if not self._bound():
             r = np.arange(self.rows) if rows is None else rows
@@ -124,6 +136,11 @@ class Dense(Matrix):
 
     def weights_args(self):
         return (ptr(self.W), self.cols) if self.entry["dtype"] == "float16" else None
+
+    def native(self):
+        if self.entry["dtype"] == "float32" and lib() is not None and self.W.flags.c_contiguous:
+            return kernels.Mat(kind=kernels.MAT_KINDS["f32"], rows=self.rows, cols=self.cols, q=ptr(self.W))
+        return super().native()
 
     def mv(self, x, rows=None):
         if self.entry["dtype"] == "float32":

@@ -10,6 +10,7 @@ clustered head (only the chosen clusters' rows are read).
 """
 from __future__ import annotations
 
+import ctypes
 import math
 
 import numpy as np
@@ -95,6 +96,10 @@ class DenseCopy:
     def mv(self, x):
         return self.W @ x
 
+    def native(self):
+        return kernels.Mat(kind=kernels.MAT_KINDS["f32"], rows=self.W.shape[0], cols=self.W.shape[1],
+                           q=kernels.ptr(self.W))
+
 
 class Predictor:
     """Which FFN neurons to compute (passes/ffn_predictor.py): MLP OR top share of a 1-bit key."""
@@ -121,7 +126,28 @@ class Predictor:
         return np.flatnonzero(mask | (s >= cutoff)).astype(np.int32)
 
 
+class Unbound(Exception):
+    """A matrix without C kernels: its block steps in numpy."""
+
+
+def _native(m) -> kernels.Mat:
+    n = m.native()
+    if n is None:
+        raise Unbound(type(m).__name__)
+    return n
+
+
+def _native_linear(lin: Linear) -> kernels.LinearT:
+    if lin.low is None:
+        return kernels.LinearT(W=_native(lin.W))
+    return kernels.LinearT(w1=_native(lin.w1), w2=_native(lin.w2), lowrank=1 if lin.low == "linear" else 2,
+                           diag=kernels.ptr(lin.diag))
+
+
 class Block:
+    """One RWKV-7 block, stepped by rwkv7.c in one call (step_numpy: the same in numpy, the
+    fallback where a matrix has no C kernel, and the tests' oracle)."""
+
     def __init__(self, w: Weights, i: int, cfg: dict, structure: dict):
         p = f"blocks.{i}"
         low = structure.get("lowrank", {})
@@ -148,8 +174,62 @@ class Block:
         spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
         self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
         self.active_total = 0
+        self.C = cfg["n_embd"]
+        try:
+            self.c = self._native() if kernels.lib() is not None else None
+        except Unbound:
+            self.c = None
+
+    def _native(self):
+        """This block as rwkv7.c's block7_t (kernels.Block7), its workspace bound."""
+        loras = [self.w1, self.w2, self.a1, self.a2, self.g1, self.g2] + ([self.v1, self.v2] if self.i else [])
+        lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o) if lin.low is not None]
+        pred = self.predictor
+        b = kernels.Block7(C=self.C, H=self.H, N=self.N, F=self.fk.rows,
+                           first=int(self.i == 0), eps=self.eps, fv_transposed=int(self.fv.transposed),
+                           predicted=int(pred is not None),
+                           hidden=max([l.A.cols for l in loras] + lows + ([pred.m1.rows] if pred else [])))
+        vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1], "mix": self.mix,
+                   "w0": self.w0, "a0": self.a0, "k_k": self.k_k, "k_a": self.k_a, "r_k": self.r_k,
+                   "lnxw": self.lnx[0], "lnxb": self.lnx[1], "x_k": self.x_k, "v0": getattr(self, "v0", None)}
+        for name, v in vectors.items():
+            setattr(b, name, kernels.ptr(v))
+        for name in "rkvo":
+            setattr(b, name, _native_linear(getattr(self, name)))
+        for name, lora in zip(("w1", "w2", "a1", "a2", "g1", "g2", "v1", "v2"), loras):
+            setattr(b, name, _native(lora.A))
+        b.fk, b.fv = _native(self.fk), _native(self.fv)
+        if pred is not None:
+            sign = isinstance(pred.copy, SignBits)
+            b.pred = kernels.PredictorT(m1=_native(pred.m1), m2=_native(pred.m2), copy=_native(pred.copy),
+                                        b1=kernels.ptr(pred.b1), cut=kernels.ptr(pred.cut),
+                                        scale=kernels.ptr(pred.copy.scale) if sign else None, keep=pred.keep)
+        self._ref = b
+        self._args = ctypes.addressof(b)
+        self._work = np.empty(kernels.lib().rwkv7_block_floats(self._args), np.float32)
+        self._rows = np.empty(b.F, np.int32)
+        self._bufs = (kernels.ptr(self._work), kernels.ptr(self._rows))
+        return kernels.lib().rwkv7_block
 
     def __call__(self, x, st, v_first):
+        """x after this block and v_first; st (att, ffn, wkv) is given the block's new state."""
+        if self.c is None:
+            return self.step_numpy(x, st, v_first)
+        ptr = kernels.ptr
+        x = np.array(x, np.float32)  # updated in place
+        if self.i == 0:
+            v_first = np.empty(self.C, np.float32)
+        elif v_first is None:
+            raise ValueError("blocks after the first need v_first")
+        att, ffn, wkv = np.empty_like(st["att"]), np.empty_like(st["ffn"]), np.empty_like(st["wkv"])
+        n = self.c(self._args, ptr(x), ptr(st["att"]), ptr(att), ptr(st["ffn"]), ptr(ffn), ptr(st["wkv"]), ptr(wkv),
+                   ptr(v_first), *self._bufs)
+        st["att"], st["ffn"], st["wkv"] = att, ffn, wkv
+        if self.predictor is not None:
+            self.active_total += n
+        return x, v_first
+
+    def step_numpy(self, x, st, v_first):
         xa = layer_norm(x, *self.ln1)
         dx = st["att"] - xa
         st["att"] = xa
@@ -222,6 +302,8 @@ class Head:
             self.sW, self.sb = w.mat("head.scorer.weight"), w.vec("head.scorer.bias")
             sizes = np.bincount(self.cluster, minlength=spec["clusters"])
             self.log_sizes = np.log(sizes.astype(np.float64))
+            self.cluster32 = self.cluster.astype(np.int32)
+            self._rows = np.empty(len(self.cluster), np.int32)
 
     def __call__(self, h) -> np.ndarray:
         if not self.spec:
@@ -235,15 +317,26 @@ class Head:
         rank = np.arange(len(s))
         take = ((mass_before < self.spec["p"]) | (rank < self.spec["min_clusters"])) & (rank < self.spec["max_clusters"])
         chosen = order[take]
-        picked = np.zeros(len(s), bool)
-        picked[chosen] = True
-        rows = np.flatnonzero(picked[self.cluster]).astype(np.int32)  # in file order: a forward scan
+        picked = np.zeros(len(s), np.uint8)
+        picked[chosen] = 1
+        base = (np.log(s) - self.log_sizes).astype(np.float32)  # a token of an unchosen cluster: log(s_k / n_k)
+        log_mass = float(np.log(s[chosen].sum()))
+        lib = kernels.lib()
+        if lib is not None:  # the same in C: rows in file order (a forward scan), then one pass over the vocabulary
+            ptr, out = kernels.ptr, np.empty(len(self.cluster), np.float32)
+            n = lib.head_rows(ptr(picked), ptr(self.cluster32), len(self.cluster), ptr(self._rows))
+            logits = self.W.mv(h, self._rows[:n])
+            lib.head_logprobs(ptr(logits), ptr(self._rows), n, ptr(self.cluster32), ptr(base), len(self.cluster),
+                              log_mass, ptr(out))
+            self.rows_total += n
+            return out
+        rows = np.flatnonzero(picked[self.cluster]).astype(np.int32)
         self.rows_total += len(rows)
         logits = self.W.mv(h, rows).astype(np.float64)
-        out = (np.log(s) - self.log_sizes)[self.cluster]  # shared pseudo-logit log(s_k / n_k)
+        out = base[self.cluster]
         m = logits.max()
-        out[rows] = logits - m - np.log(np.exp(logits - m).sum()) + np.log(s[chosen].sum())
-        return out.astype(np.float32)
+        out[rows] = logits - m - np.log(np.exp(logits - m).sum()) + log_mass
+        return out
 
 
 class Runtime:

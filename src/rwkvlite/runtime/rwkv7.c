@@ -1,0 +1,295 @@
+/* One RWKV-7 token through one block, in C: runtime/model.py's Block step (which does the
+ * same in numpy, as the fallback and the tests' oracle) in one foreign call per block instead
+ * of ~30 numpy operations and kernel calls (~2.5 ms per token at 0.1B shapes). Matrices are
+ * multiplied as the file stores them, by the kernels in kernels.c. The structs below are
+ * mirrored by ctypes in runtime/kernels.py; every field is 8 bytes wide. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernels.h"
+
+enum { MAT_F16 = 1, MAT_SQ = 2, MAT_VQ = 3, MAT_F32 = 4 };
+
+/* A matrix as stored (runtime/matrix.py, weights_args) */
+typedef struct {
+    int64_t kind, rows, cols, stride, qbytes, zstride, bits, dim, group;
+    const void *q, *scale, *zero;  /* f16/f32: q is W; vq: zero holds the codebooks */
+    const int32_t *perm;           /* act-order: stored column j multiplies x[perm[j]] */
+    float *tmp;                    /* cols floats when perm is set */
+} mat_t;
+
+/* y = W[rows] x */
+static void mat_mv(const mat_t *m, const float *x, float *y, const int32_t *rows, int64_t n) {
+    if (m->perm) {
+        for (int64_t c = 0; c < m->cols; c++) m->tmp[c] = x[m->perm[c]];
+        x = m->tmp;
+    }
+    switch (m->kind) {
+    case MAT_F16: mv_f16(m->q, m->cols, x, y, rows, n); break;
+    case MAT_SQ:
+        mv_sq(m->q, m->stride, m->qbytes, m->scale, m->zero, m->zstride, (int)m->bits, m->group, m->cols, x, y, rows, n);
+        break;
+    case MAT_VQ:
+        mv_vq(m->q, m->stride, m->qbytes, m->zero, m->scale, (int)m->bits, (int)m->dim, m->group, m->cols, x, y, rows, n);
+        break;
+    case MAT_F32:
+        for (int64_t i = 0; i < n; i++) {
+            const float *w = (const float *)m->q + (rows ? rows[i] : i) * m->cols;
+            float s = 0.f;
+            for (int64_t c = 0; c < m->cols; c++) s += w[c] * x[c];
+            y[i] = s;
+        }
+        break;
+    }
+}
+
+/* y = sum_i a[i] W[row_i]  (y overwritten; LoRA factors stored [in, r], transposed FFN values) */
+static void mat_rmv(const mat_t *m, const float *a, float *y, const int32_t *rows, int64_t n) {
+    float *out = m->perm ? m->tmp : y;
+    memset(out, 0, m->cols * sizeof *out);
+    switch (m->kind) {
+    case MAT_F16: axpy_f16(m->q, m->cols, a, out, rows, n); break;
+    case MAT_SQ:
+        axpy_sq(m->q, m->stride, m->qbytes, m->scale, m->zero, m->zstride, (int)m->bits, m->group, m->cols, a, out, rows, n);
+        break;
+    case MAT_VQ:
+        axpy_vq(m->q, m->stride, m->qbytes, m->zero, m->scale, (int)m->bits, (int)m->dim, m->group, m->cols, a, out, rows,
+                n);
+        break;
+    case MAT_F32:
+        for (int64_t i = 0; i < n; i++) {
+            const float *w = (const float *)m->q + (rows ? rows[i] : i) * m->cols;
+            for (int64_t c = 0; c < m->cols; c++) out[c] += a[i] * w[c];
+        }
+        break;
+    }
+    if (m->perm)
+        for (int64_t c = 0; c < m->cols; c++) y[m->perm[c]] = out[c];
+}
+
+/* A projection: W x, or low-rank w2 (w1 x) / w2 relu(w1 x)^2 + diag * x (passes/lowrank.py) */
+typedef struct {
+    mat_t W, w1, w2;
+    int64_t lowrank;    /* 0: plain W, 1: "linear", 2: "relu" */
+    const float *diag;  /* or NULL */
+} linear_t;
+
+static void linear(const linear_t *l, const float *x, float *y, float *h) {
+    if (!l->lowrank) {
+        mat_mv(&l->W, x, y, NULL, l->W.rows);
+        return;
+    }
+    mat_mv(&l->w1, x, h, NULL, l->w1.rows);
+    if (l->lowrank == 2)
+        for (int64_t i = 0; i < l->w1.rows; i++) h[i] = h[i] > 0.f ? h[i] * h[i] : 0.f;
+    mat_mv(&l->w2, h, y, NULL, l->w2.rows);
+    if (l->diag)
+        for (int64_t i = 0; i < l->w2.rows; i++) y[i] += x[i] * l->diag[i];
+}
+
+/* The FFN's predicted-active neurons (passes/ffn_predictor.py): MLP OR the top `keep` share
+ * of a 1-bit (or decoded n-bit) copy of the key */
+typedef struct {
+    mat_t m1, m2, copy;  /* copy: sign bits as 1-bit sq with scale 1, zero 0 (then scale: row scales), or f32 */
+    const float *b1, *cut, *scale;
+    double keep;
+} predictor_t;
+
+static float kth_smallest(float *a, int64_t len, int64_t k) {  /* Hoare's selection; reorders a */
+    int64_t lo = 0, hi = len - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i++] = a[j], a[j--] = t;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return a[k];
+}
+
+/* rows (ascending) of the neurons to compute; how many. work: m1.rows + 3 F floats */
+static int64_t active(const predictor_t *p, const float *x, int64_t C, int64_t F, int32_t *rows, float *work) {
+    float *h = work, *z = h + p->m1.rows, *s = z + F, *t = s + F;
+    mat_mv(&p->m1, x, h, NULL, p->m1.rows);
+    for (int64_t i = 0; i < p->m1.rows; i++) h[i] = fmaxf(h[i] + p->b1[i], 0.f);
+    mat_mv(&p->m2, h, z, NULL, F);  /* sigmoid(z + b2) > threshold  <=>  z > cut */
+    mat_mv(&p->copy, x, s, NULL, F);
+    if (p->scale) {  /* sign copy: W x = scale (2 bits.x - sum x) */
+        float sum = 0.f;
+        for (int64_t c = 0; c < C; c++) sum += x[c];
+        for (int64_t i = 0; i < F; i++) s[i] = p->scale[i] * (2.f * s[i] - sum);
+    }
+    int64_t n = MAX(1, (int64_t)nearbyint(p->keep * (double)F));
+    memcpy(t, s, F * sizeof *t);
+    float cutoff = kth_smallest(t, F, F - n);
+    int64_t m = 0;
+    for (int64_t i = 0; i < F; i++)
+        if (z[i] > p->cut[i] || s[i] >= cutoff) rows[m++] = (int32_t)i;
+    return m;
+}
+
+typedef struct {
+    int64_t C, H, N, F, first, hidden;  /* hidden: the widest inner dimension (LoRA, low rank, predictor MLP) */
+    double eps;                         /* ln_x */
+    const float *ln1w, *ln1b, *ln2w, *ln2b, *mix /* [6][C]: r w k v a g */, *w0, *a0, *k_k, *k_a, *r_k, *v0, *lnxw,
+        *lnxb, *x_k;
+    linear_t r, k, v, o;
+    mat_t w1, w2, a1, a2, g1, g2, v1, v2, fk, fv;
+    int64_t fv_transposed, predicted;
+    predictor_t pred;
+} block7_t;
+
+/* floats of workspace rwkv7_block needs */
+int64_t rwkv7_block_floats(const block7_t *b) { return 15 * b->C + 4 * b->F + 2 * b->hidden; }
+
+static void layer_norm(const float *x, const float *w, const float *b, int64_t n, float eps, float *out) {
+    double mean = 0., var = 0.;
+    for (int64_t i = 0; i < n; i++) mean += x[i];
+    mean /= n;
+    for (int64_t i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+    float m = (float)mean, inv = (float)(1. / sqrt(var / n + eps));
+    for (int64_t i = 0; i < n; i++) out[i] = (x[i] - m) * inv * w[i] + b[i];
+}
+
+static inline float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
+
+/* One token of RWKV-7's time mix after its projections, per head h (N channels):
+ *   w = exp(-e^-0.5 sigmoid(w_raw)),  a = sigmoid(a_raw),  kk = normalize(k * k_k),
+ *   k' = k (1 + (a - 1) k_a)
+ *   S' = S diag(w) + (S (-kk)) (kk a)^T + v k'^T          (S: [N (value)][N (key)])
+ *   y  = group_norm(S' r) * ln_w + ln_b + (sum_j r k' r_k) v,   out = y * g
+ * (model/rwkv7.py, TimeMix.forward). S' goes to T, which may be S; threads split the heads. */
+void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw, const float *k, const float *v,
+                    const float *a_raw, const float *k_k, const float *k_a, const float *r_k, const float *ln_w,
+                    const float *ln_b, const float *g, int64_t H, int64_t N, float eps, float *out) {
+#pragma omp parallel for schedule(static) if (H * N * N >= PARALLEL_MIN)
+    for (int64_t h = 0; h < H; h++) {
+        float w[N], a[N], kk[N], kp[N], y[N];  /* N: the head size, 64 */
+        const int64_t o = h * N;
+        float norm = 0.f, bonus = 0.f, mean = 0.f, var = 0.f;
+        for (int64_t j = 0; j < N; j++) {
+            w[j] = expf(-0.60653066f / (1.f + expf(-w_raw[o + j])));
+            a[j] = 1.f / (1.f + expf(-a_raw[o + j]));
+            kk[j] = k[o + j] * k_k[o + j];
+            norm += kk[j] * kk[j];
+            kp[j] = k[o + j] * (1.f + (a[j] - 1.f) * k_a[o + j]);
+            bonus += r[o + j] * kp[j] * r_k[o + j];
+        }
+        norm = 1.f / fmaxf(sqrtf(norm), 1e-12f);
+        for (int64_t j = 0; j < N; j++) kk[j] *= norm;
+        for (int64_t i = 0; i < N; i++) {
+            const float *s = S + (o + i) * N;
+            float *t = T + (o + i) * N;
+            float sa = 0.f, acc = 0.f, vi = v[o + i];
+            for (int64_t j = 0; j < N; j++) sa -= s[j] * kk[j];
+            for (int64_t j = 0; j < N; j++) {
+                t[j] = s[j] * w[j] + sa * kk[j] * a[j] + vi * kp[j];
+                acc += t[j] * r[o + j];
+            }
+            y[i] = acc;
+            mean += acc;
+        }
+        mean /= N;
+        for (int64_t i = 0; i < N; i++) var += (y[i] - mean) * (y[i] - mean);
+        float inv = 1.f / sqrtf(var / N + eps);
+        for (int64_t i = 0; i < N; i++)
+            out[o + i] = ((y[i] - mean) * inv * ln_w[o + i] + ln_b[o + i] + bonus * v[o + i]) * g[o + i];
+    }
+}
+
+/* One token through block b: x [C] is updated in place; the block's state (att, ffn [C],
+ * S [H][N][N]) is read and its successor written to att_out, ffn_out, T (which may alias
+ * the inputs); v_first [C] is written by the first block and read by the others. work:
+ * rwkv7_block_floats(b) floats; rows: F ints. Returns how many FFN neurons were computed. */
+int64_t rwkv7_block(const block7_t *b, float *x, const float *att, float *att_out, const float *ffn, float *ffn_out,
+                    const float *S, float *T, float *v_first, float *work, int32_t *rows) {
+    const int64_t C = b->C, F = b->F;
+    float *xa = work, *mixed = xa + C, *r = mixed + 6 * C, *k = r + C, *v = k + C, *w = v + C, *a = w + C, *g = a + C,
+          *y = g + C, *u = y + C, *h = u + C, *rest = h + b->hidden;
+    /* time mix: token shift, six interpolations, projections */
+    layer_norm(x, b->ln1w, b->ln1b, C, 1e-5f, xa);
+    for (int64_t j = 0; j < 6; j++)
+        for (int64_t c = 0; c < C; c++) mixed[j * C + c] = xa[c] + (att[c] - xa[c]) * b->mix[j * C + c];
+    memcpy(att_out, xa, C * sizeof *xa);
+    const float *xr = mixed, *xw = mixed + C, *xk = mixed + 2 * C, *xv = mixed + 3 * C, *xA = mixed + 4 * C,
+                *xg = mixed + 5 * C;
+    linear(&b->r, xr, r, h);
+    linear(&b->k, xk, k, h);
+    linear(&b->v, xv, v, h);
+    mat_rmv(&b->w1, xw, h, NULL, C);
+    for (int64_t i = 0; i < b->w1.cols; i++) h[i] = tanhf(h[i]);
+    mat_rmv(&b->w2, h, w, NULL, b->w1.cols);
+    mat_rmv(&b->a1, xA, h, NULL, C);
+    mat_rmv(&b->a2, h, a, NULL, b->a1.cols);
+    mat_rmv(&b->g1, xg, h, NULL, C);
+    for (int64_t i = 0; i < b->g1.cols; i++) h[i] = sigmoidf(h[i]);
+    mat_rmv(&b->g2, h, g, NULL, b->g1.cols);
+    for (int64_t c = 0; c < C; c++) w[c] += b->w0[c], a[c] += b->a0[c];
+    if (b->first) {
+        memcpy(v_first, v, C * sizeof *v);
+    } else {
+        mat_rmv(&b->v1, xv, h, NULL, C);
+        mat_rmv(&b->v2, h, u, NULL, b->v1.cols);
+        for (int64_t c = 0; c < C; c++) v[c] += (v_first[c] - v[c]) * sigmoidf(b->v0[c] + u[c]);
+    }
+    rwkv7_time_mix(S, T, r, w, k, v, a, b->k_k, b->k_a, b->r_k, b->lnxw, b->lnxb, g, b->H, b->N, (float)b->eps, y);
+    linear(&b->o, y, u, h);
+    for (int64_t c = 0; c < C; c++) x[c] += u[c];
+
+    /* channel mix: token shift, key rows of the active neurons, their value columns */
+    float *xf = xa, *xkf = mixed, *hf = rest, *full = rest + F;
+    layer_norm(x, b->ln2w, b->ln2b, C, 1e-5f, xf);
+    for (int64_t c = 0; c < C; c++) xkf[c] = xf[c] + (ffn[c] - xf[c]) * b->x_k[c];
+    memcpy(ffn_out, xf, C * sizeof *xf);
+    const int32_t *sel = NULL;
+    int64_t n = F;
+    if (b->predicted) {
+        n = active(&b->pred, xkf, C, F, rows, full);
+        sel = rows;
+    }
+    mat_mv(&b->fk, xkf, hf, sel, n);
+    for (int64_t i = 0; i < n; i++) hf[i] = hf[i] > 0.f ? hf[i] * hf[i] : 0.f;
+    if (b->fv_transposed) {
+        mat_rmv(&b->fv, hf, u, sel, n);
+    } else if (sel) {  /* a value matrix stored [C, F]: every row is read, inactive neurons weigh 0 */
+        memset(full, 0, F * sizeof *full);
+        for (int64_t i = 0; i < n; i++) full[sel[i]] = hf[i];
+        mat_mv(&b->fv, full, u, NULL, C);
+    } else {
+        mat_mv(&b->fv, hf, u, NULL, C);
+    }
+    for (int64_t c = 0; c < C; c++) x[c] += u[c];
+    return n;
+}
+
+/* The clustered head (runtime/model.py, Head): the rows of the chosen clusters, ascending
+ * (a forward scan of the head); how many. rows: room for V */
+int64_t head_rows(const uint8_t *picked, const int32_t *cluster, int64_t V, int32_t *rows) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < V; t++) {  /* branch-free: about half the tokens are taken, unpredictably */
+        rows[n] = (int32_t)t;
+        n += picked[cluster[t]] != 0;
+    }
+    return n;
+}
+
+/* ...and the log-probabilities: a chosen token's logit, log-softmaxed among the chosen rows,
+ * plus log(mass of the chosen clusters); any other token its cluster's base, log(s_k / n_k) */
+void head_logprobs(const float *logits, const int32_t *rows, int64_t n, const int32_t *cluster, const float *base,
+                   int64_t V, double log_mass, float *out) {
+    for (int64_t t = 0; t < V; t++) out[t] = base[cluster[t]];
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = fmaxf(m, logits[i]);
+    double sum = 0.;
+    for (int64_t i = 0; i < n; i++) sum += exp((double)logits[i] - m);
+    const double offset = -(double)m - log(sum) + log_mass;
+    for (int64_t i = 0; i < n; i++) out[rows[i]] = (float)(logits[i] + offset);
+}
