@@ -55,10 +55,7 @@ class _Dequantised:
         self.one = np.ones(1, np.float32)
 
     def __getitem__(self, token):
-        if self.m._bound() and self.m.perm is None:  # 1 x W[token]: one C call instead of numpy decoding
-            row = self.m.rmv(self.one, np.array([token], np.int32)).copy()
-        else:
-            row = self.m.dense_rows([token])[0].astype(np.float32)
+        row = self.m.rmv(self.one, np.array([token], np.int32)).copy()  # 1 x W[token]: one kernel call
         self.m.release_rows([token])
         return row
 

@@ -71,18 +71,23 @@ static inline uint32_t code_at(const uint8_t *row, int64_t j, int bits) {
  * to bit 15 (s: its offset in the pair) and a shift by 16-bits brings it down. */
 typedef struct { __m256i shuffle, shuffle2, mul; int bits; } unpacker;
 
+/* the shuffle (two source bytes per 16-bit lane) and multiplier of codes 0..n-1, all read
+ * from one 16-byte load (n * bits <= 128, or only the first 16 codes used) */
+static void unpack_tables(int bits, int n, uint8_t *sh, int16_t *mul) {
+    for (int j = 0; j < n; j++) {
+        int bit = j * bits, b = bit >> 3, s = bit & 7;
+        sh[2 * j] = (uint8_t)b;
+        sh[2 * j + 1] = s + bits > 8 ? (uint8_t)(b + 1) : 0x80;  /* 0x80: a zero byte */
+        mul[j] = (int16_t)(1u << (16 - bits - s));
+    }
+}
+
 static unpacker make_unpacker(int bits) {  /* 1 <= bits <= 8 (wider codes: scalar paths) */
     if (bits > 8) bits = 8;
     uint8_t sh[32], sh2[32];  /* sh2: the next 16 codes, 2*bits bytes on (bits <= 4) */
     int16_t mul[16];
-    for (int j = 0; j < 16; j++) {
-        int bit = j * bits, b = bit >> 3, s = bit & 7;
-        sh[2 * j] = (uint8_t)b;
-        sh[2 * j + 1] = s + bits > 8 ? (uint8_t)(b + 1) : 0x80;  /* 0x80: a zero byte */
-        sh2[2 * j] = bits <= 4 ? sh[2 * j] + 2 * bits : 0x80;
-        sh2[2 * j + 1] = bits <= 4 && sh[2 * j + 1] != 0x80 ? sh[2 * j + 1] + 2 * bits : 0x80;
-        mul[j] = (int16_t)(1u << (16 - bits - s));
-    }
+    unpack_tables(bits, 16, sh, mul);
+    for (int j = 0; j < 32; j++) sh2[j] = bits <= 4 && sh[j] != 0x80 ? sh[j] + 2 * bits : 0x80;
     unpacker u = {_mm256_loadu_si256((const __m256i *)sh), _mm256_loadu_si256((const __m256i *)sh2),
                   _mm256_loadu_si256((const __m256i *)mul), bits};
     return u;
@@ -239,6 +244,20 @@ void axpy_f16(const f16 *W, int64_t cols, const float *a, float *y, const int32_
  * the integer codes (16 per madd); 0: float x throughout (RWKVLITE_EXACT=1) */
 int int16_x = 1;
 
+#ifdef HAVE_AVX2
+/* x rounded to int16 per group of columns: xq[c] = round(x[c] / xs[g]), xs[g] = max |x| / 32767 */
+static void quantize_x(const float *x, int64_t cols, int64_t group, int16_t *xq, float *xs) {
+    for (int64_t g = 0; g * group < cols; g++) {
+        int64_t c0 = g * group, c1 = MIN(cols, c0 + group);
+        float m = 0.f;
+        for (int64_t c = c0; c < c1; c++) m = fmaxf(m, fabsf(x[c]));
+        float inv = m > 0 ? 32767.f / m : 0.f;
+        xs[g] = m / 32767.f;
+        for (int64_t c = c0; c < c1; c++) xq[c] = (int16_t)lrintf(x[c] * inv);
+    }
+}
+#endif
+
 /* sum over the codes of one row and group times float x */
 static float sq_group_float(const uint8_t *q, int64_t avail, int64_t c0, int64_t c1, int bits, const float *x,
                             const void *u_) {
@@ -311,12 +330,7 @@ static inline __attribute__((always_inline)) __m256 row_int(const uint8_t *q, co
 static __m512i shuffle512(int bits, __m512i *mul) {
     uint8_t sh[64];
     int16_t m[32];
-    for (int j = 0; j < 32; j++) {
-        int bit = j * bits, b = bit >> 3, s = bit & 7;
-        sh[2 * j] = (uint8_t)b;
-        sh[2 * j + 1] = s + bits > 8 ? (uint8_t)(b + 1) : 0x80;
-        m[j] = (int16_t)(1u << (16 - bits - s));
-    }
+    unpack_tables(bits, 32, sh, m);
     *mul = _mm512_loadu_si512(m);
     return _mm512_loadu_si512(sh);
 }
@@ -377,17 +391,11 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
     unpacker u = make_unpacker(bits);
     /* int path: groups of whole 16-code chunks; each int32 lane sums group/8 products of at
      * most 255 * 32767, below 2^31 for groups up to 1024 */
-    if (int16_x && group % 16 == 0 && group <= 1024 && (xq = malloc(cols * sizeof *xq))) {
-        xs = malloc(ngroups * sizeof *xs);
-        for (int64_t g = 0; g < ngroups; g++) {
-            int64_t c0 = g * group, c1 = MIN(cols, c0 + group);
-            float m = 0.f;
-            for (int64_t c = c0; c < c1; c++) m = fabsf(x[c]) > m ? fabsf(x[c]) : m;
-            float inv = m > 0 ? 32767.f / m : 0.f;
-            xs[g] = m > 0 ? m / 32767.f : 0.f;
-            for (int64_t c = c0; c < c1; c++) xq[c] = (int16_t)lrintf(x[c] * inv);
-        }
-    }
+    if (int16_x && group % 16 == 0 && group <= 1024 && (xq = malloc(cols * sizeof *xq)) &&
+        (xs = malloc(ngroups * sizeof *xs)))
+        quantize_x(x, cols, group, xq, xs);
+    else
+        free(xq), xq = NULL;
 #else
     void *u = NULL;
 #endif
@@ -537,7 +545,7 @@ static inline __attribute__((always_inline)) void pair_block(const uint8_t *Q, i
  * coefficients b_ig = a_i scale_ig are rounded to int16 on one scale B_g; rows go in pairs,
  * their codes interleaved, so one instruction adds b_i q_ic + b_i' q_i'c for 8 columns.
  *   y_c += B_g sum_i bq_ig q_ic - sum_i b_ig zero_ig
- * Threads split the 64-column blocks. */
+ * Threads split the row pairs and their partial sums are added at the end. */
 static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
                        int64_t group, int64_t cols, int64_t ngroups, const float *a, float *y, const int32_t *rows,
                        int64_t n, const unpacker *u) {
@@ -674,6 +682,7 @@ void axpy_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, co
 
 /* ---------------------------------------------------------------- vector quantization */
 
+#ifdef HAVE_AVX2
 /* Each 2-D centroid as one int32 holding its two int8 values as int16s, so one gather
  * fetches the weights of 8 vectors (16 columns) in column order: [groups][K] */
 static int32_t *pair_table(const int8_t *book, int64_t groups, int64_t K) {
@@ -682,6 +691,7 @@ static int32_t *pair_table(const int8_t *book, int64_t groups, int64_t K) {
         t[i] = (int32_t)(uint16_t)(int16_t)book[2 * i] | (int32_t)((uint32_t)(uint16_t)(int16_t)book[2 * i + 1] << 16);
     return t;
 }
+#endif
 
 static float vq_group_float(const uint8_t *q, const int8_t *cb, int bits, int dim, int64_t v0, int64_t v1,
                             const float *x) {
@@ -704,15 +714,10 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
     /* int path (dim 2, whole 16-index chunks): x as int16 per group, centroid pairs gathered
      * and multiplied 16 columns per madd; |sum| < 2 * 127 * 32767 * group / 16 < 2^31 */
     if (int16_x && dim == 2 && bits <= 8 && group == 2 * per_group && per_group % 16 == 0 && group <= 4096 &&
-        nvec % per_group == 0 && (xq = malloc(cols * sizeof *xq)) && (xs = malloc(ngroups * sizeof *xs))) {
-        for (int64_t g = 0; g < ngroups; g++) {
-            float m = 0.f;
-            for (int64_t c = g * group; c < (g + 1) * group; c++) m = fabsf(x[c]) > m ? fabsf(x[c]) : m;
-            float inv = m > 0 ? 32767.f / m : 0.f;
-            xs[g] = m > 0 ? m / 32767.f : 0.f;
-            for (int64_t c = g * group; c < (g + 1) * group; c++) xq[c] = (int16_t)lrintf(x[c] * inv);
-        }
-    }
+        nvec % per_group == 0 && (xq = malloc(cols * sizeof *xq)) && (xs = malloc(ngroups * sizeof *xs)))
+        quantize_x(x, cols, group, xq, xs);
+    else
+        free(xq), xq = NULL;
 #endif
 #ifdef HAVE_PERMW
     /* AVX-512BW: each group's centroids as two 64-entry int16 tables (first and second values)
@@ -809,6 +814,8 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *bo
 #ifdef HAVE_AVX2
     unpacker u = make_unpacker(bits);
     if (dim == 2 && bits <= 8 && group == 2 * per_group && per_group % 16 == 0) pairs = pair_table(book, ngroups, K);
+#else
+    (void)ngroups;
 #endif
 #pragma omp parallel num_threads(share_threads(n * cols))
     {
@@ -848,7 +855,7 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *bo
     free(pairs);
 }
 
-/* ---------------------------------------------------------------- RWKV-7 time mix */
+/* ---------------------------------------------------------------- bandwidth */
 
 /* Read bandwidth with the kernels' threads: the sum of n floats (bench/runtime.py) */
 double read_sum(const float *p, int64_t n) {

@@ -298,11 +298,10 @@ class Head:
         self.spec = spec
         self.rows_total = 0
         if spec:
-            self.cluster = decode(*w.parts("head.cluster")).astype(np.int64)
+            self.cluster = decode(*w.parts("head.cluster")).astype(np.int32)
             self.sW, self.sb = w.mat("head.scorer.weight"), w.vec("head.scorer.bias")
             sizes = np.bincount(self.cluster, minlength=spec["clusters"])
             self.log_sizes = np.log(sizes.astype(np.float64))
-            self.cluster32 = self.cluster.astype(np.int32)
             self._rows = np.empty(len(self.cluster), np.int32)
 
     def __call__(self, h) -> np.ndarray:
@@ -324,9 +323,9 @@ class Head:
         lib = kernels.lib()
         if lib is not None:  # the same in C: rows in file order (a forward scan), then one pass over the vocabulary
             ptr, out = kernels.ptr, np.empty(len(self.cluster), np.float32)
-            n = lib.head_rows(ptr(picked), ptr(self.cluster32), len(self.cluster), ptr(self._rows))
+            n = lib.head_rows(ptr(picked), ptr(self.cluster), len(self.cluster), ptr(self._rows))
             logits = self.W.mv(h, self._rows[:n])
-            lib.head_logprobs(ptr(logits), ptr(self._rows), n, ptr(self.cluster32), ptr(base), len(self.cluster),
+            lib.head_logprobs(ptr(logits), ptr(self._rows), n, ptr(self.cluster), ptr(base), len(self.cluster),
                               log_mass, ptr(out))
             self.rows_total += n
             return out

@@ -18,51 +18,52 @@ typedef struct {
     float *tmp;                    /* cols floats when perm is set */
 } mat_t;
 
+static void mv_f32(const float *W, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *w = W + (rows ? rows[i] : i) * cols;
+        float s = 0.f;
+        for (int64_t c = 0; c < cols; c++) s += w[c] * x[c];
+        y[i] = s;
+    }
+}
+
+static void axpy_f32(const float *W, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *w = W + (rows ? rows[i] : i) * cols;
+        for (int64_t c = 0; c < cols; c++) y[c] += a[i] * w[c];
+    }
+}
+
+/* mv_<kind> or axpy_<kind> (the two take the same arguments) on matrix m */
+static void mat_kernel(const mat_t *m, int axpy, const float *in, float *out, const int32_t *rows, int64_t n) {
+    switch (m->kind) {
+    case MAT_F16: (axpy ? axpy_f16 : mv_f16)(m->q, m->cols, in, out, rows, n); break;
+    case MAT_F32: (axpy ? axpy_f32 : mv_f32)(m->q, m->cols, in, out, rows, n); break;
+    case MAT_SQ:
+        (axpy ? axpy_sq : mv_sq)(m->q, m->stride, m->qbytes, m->scale, m->zero, m->zstride, (int)m->bits, m->group,
+                                 m->cols, in, out, rows, n);
+        break;
+    case MAT_VQ:
+        (axpy ? axpy_vq : mv_vq)(m->q, m->stride, m->qbytes, m->zero, m->scale, (int)m->bits, (int)m->dim, m->group,
+                                 m->cols, in, out, rows, n);
+        break;
+    }
+}
+
 /* y = W[rows] x */
 static void mat_mv(const mat_t *m, const float *x, float *y, const int32_t *rows, int64_t n) {
     if (m->perm) {
         for (int64_t c = 0; c < m->cols; c++) m->tmp[c] = x[m->perm[c]];
         x = m->tmp;
     }
-    switch (m->kind) {
-    case MAT_F16: mv_f16(m->q, m->cols, x, y, rows, n); break;
-    case MAT_SQ:
-        mv_sq(m->q, m->stride, m->qbytes, m->scale, m->zero, m->zstride, (int)m->bits, m->group, m->cols, x, y, rows, n);
-        break;
-    case MAT_VQ:
-        mv_vq(m->q, m->stride, m->qbytes, m->zero, m->scale, (int)m->bits, (int)m->dim, m->group, m->cols, x, y, rows, n);
-        break;
-    case MAT_F32:
-        for (int64_t i = 0; i < n; i++) {
-            const float *w = (const float *)m->q + (rows ? rows[i] : i) * m->cols;
-            float s = 0.f;
-            for (int64_t c = 0; c < m->cols; c++) s += w[c] * x[c];
-            y[i] = s;
-        }
-        break;
-    }
+    mat_kernel(m, 0, x, y, rows, n);
 }
 
 /* y = sum_i a[i] W[row_i]  (y overwritten; LoRA factors stored [in, r], transposed FFN values) */
 static void mat_rmv(const mat_t *m, const float *a, float *y, const int32_t *rows, int64_t n) {
     float *out = m->perm ? m->tmp : y;
     memset(out, 0, m->cols * sizeof *out);
-    switch (m->kind) {
-    case MAT_F16: axpy_f16(m->q, m->cols, a, out, rows, n); break;
-    case MAT_SQ:
-        axpy_sq(m->q, m->stride, m->qbytes, m->scale, m->zero, m->zstride, (int)m->bits, m->group, m->cols, a, out, rows, n);
-        break;
-    case MAT_VQ:
-        axpy_vq(m->q, m->stride, m->qbytes, m->zero, m->scale, (int)m->bits, (int)m->dim, m->group, m->cols, a, out, rows,
-                n);
-        break;
-    case MAT_F32:
-        for (int64_t i = 0; i < n; i++) {
-            const float *w = (const float *)m->q + (rows ? rows[i] : i) * m->cols;
-            for (int64_t c = 0; c < m->cols; c++) out[c] += a[i] * w[c];
-        }
-        break;
-    }
+    mat_kernel(m, 1, a, out, rows, n);
     if (m->perm)
         for (int64_t c = 0; c < m->cols; c++) y[m->perm[c]] = out[c];
 }
