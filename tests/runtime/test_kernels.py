@@ -26,6 +26,7 @@ def vq_matrix(rng, rows, cols, bits, dim, group):
 
 
 CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (160, 64), (384, 128), (100, 32), (96, 48), (90, 30))]
+CASES += [("sq", bits, 1280, 64) for bits in (3, 4, 8)]  # more than 16 groups per row (set-up in chunks)
 CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("vq", 10, 256, 256), ("dense", 16, 100, None), ("dense", 16, 160, None)]
 
 

@@ -22,8 +22,8 @@
 #if defined(__F16C__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define HAVE_AVX2 1  /* gcc converts _Float16 one value at a time otherwise */
-#if defined(__AVX512BW__) && defined(__AVX512F__)
-#define HAVE_PERMW 1  /* 64-entry int16 table lookups (VQ centroids) */
+#if defined(__AVX512BW__) && defined(__AVX512F__) && defined(__AVX512VL__)
+#define HAVE_PERMW 1  /* AVX-512: 64-entry int16 table lookups (VQ centroids), 32-code rows, masked loads */
 #endif
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define DOT16(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)  /* acc += pairwise int16 products, one instruction */
@@ -324,9 +324,10 @@ static inline __attribute__((always_inline)) __m256 row_int(const uint8_t *q, co
 /* The AVX-512 row kernel, for 2-4- and 8-bit codes in groups of whole 32-code chunks. 32
  * codes of b <= 4 bits (4b <= 16 bytes) come from one 16-byte load broadcast to the four
  * 128-bit lanes, lane L unpacking codes 8L..8L+7 with the shuffle-multiply-shift of unpack16;
- * 8-bit codes are widened. The group's zero is subtracted from the codes as int16 (|q - z|
- * <= 255, the same bound as q), so a row is sum_g coef_g (q - z)_g . xq_g with
- * coef_g = scale_g xs_g, and no separate zero term. */
+ * 8-bit codes are widened. A row is
+ *   sum_g coef_g (q_g . xq_g) - sum_g coef_g zero_g xqsum_g,   coef_g = scale_g xs_g,
+ * the second sum 16 groups per vector (zero_term16), so a group costs its dot products and
+ * one multiply-add. */
 static __m512i shuffle512(int bits, __m512i *mul) {
     uint8_t sh[64];
     int16_t m[32];
@@ -342,33 +343,54 @@ static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, i
     return _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_shuffle_epi8(raw, shuffle), mul), 16 - bits);
 }
 
-/* (q - z) . xq over group g, as 16 int32 lanes; two chains of products */
-static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const uint8_t *z, const int16_t *xq,
-                                                               int64_t g, int64_t group, const int bits,
-                                                               __m512i shuffle, __m512i mul) {
-    const __m512i zero = _mm512_set1_epi16((int16_t)code_at(z, g, bits));
+/* q . xq over the codes c..end of a group (whole 32-code chunks), as 16 int32 lanes; two
+ * chains of products. Each lane sums at most group/16 products of 255 * 32767: below 2^31
+ * for groups up to 1024. */
+static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const int16_t *xq, int64_t c,
+                                                               int64_t end, const int bits, __m512i shuffle, __m512i mul) {
     __m512i a = _mm512_setzero_si512(), b = a;
-    int64_t c = g * group, end = c + group;
     for (; c + 64 <= end; c += 64) {
-        a = DOT16X(a, _mm512_sub_epi16(codes32(q, c, bits, shuffle, mul), zero), _mm512_loadu_si512(xq + c));
-        b = DOT16X(b, _mm512_sub_epi16(codes32(q, c + 32, bits, shuffle, mul), zero), _mm512_loadu_si512(xq + c + 32));
+        a = DOT16X(a, codes32(q, c, bits, shuffle, mul), _mm512_loadu_si512(xq + c));
+        b = DOT16X(b, codes32(q, c + 32, bits, shuffle, mul), _mm512_loadu_si512(xq + c + 32));
     }
-    if (c < end) a = DOT16X(a, _mm512_sub_epi16(codes32(q, c, bits, shuffle, mul), zero), _mm512_loadu_si512(xq + c));
+    if (c < end) a = DOT16X(a, codes32(q, c, bits, shuffle, mul), _mm512_loadu_si512(xq + c));
     return _mm512_add_epi32(a, b);
 }
 
-static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, const uint8_t *z, const float *coef,
-                                                              const int16_t *xq, int64_t ngroups, int64_t group,
+/* one row's coef_g = scale_g xs_g (into coef) and its zero term sum_g coef_g zero_g xqsum_g,
+ * 16 groups per vector; masked loads read nothing past the row's scales and zeros (the
+ * zeros of 16 groups span 2 bits bytes) */
+static inline float zero_term16(const f16 *scale, const uint8_t *z, const float *xs, const float *xqsum, int64_t ngroups,
+                                int bits, const unpacker *u, float *coef) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < ngroups; g0 += 16) {
+        const int64_t k = MIN(16, ngroups - g0);
+        const __mmask16 gm = (__mmask16)((1u << k) - 1), zm = (__mmask16)((1u << ((k * bits + 7) / 8)) - 1);
+        __m512 c = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, scale + g0)), _mm512_maskz_loadu_ps(gm, xs + g0));
+        __m128i raw = _mm_maskz_loadu_epi8(zm, z + g0 / 8 * bits);
+        __m256i z16 = bits == 8 ? _mm256_cvtepu8_epi16(raw) : unpack_raw(raw, u);
+        __m512 zf = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(z16));
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(c, zf), _mm512_maskz_loadu_ps(gm, xqsum + g0), acc);
+        _mm512_mask_storeu_ps(coef + g0, gm, c);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* sum_g coef_g (q_g . xq_g) over one row; the last group may be shorter (cols: whole chunks) */
+static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, const float *coef, const int16_t *xq,
+                                                              int64_t ngroups, int64_t group, int64_t cols,
                                                               const int bits, __m512i shuffle, __m512i mul) {
     __m512 even = _mm512_setzero_ps(), odd = even;
     int64_t g = 0;
     for (; g + 2 <= ngroups; g += 2) {  /* two groups at a time: independent chains */
-        __m512i a = group_dot(q, z, xq, g, group, bits, shuffle, mul), b = group_dot(q, z, xq, g + 1, group, bits, shuffle, mul);
+        int64_t c = g * group;
+        __m512i a = group_dot(q, xq, c, MIN(cols, c + group), bits, shuffle, mul);
+        __m512i b = group_dot(q, xq, c + group, MIN(cols, c + 2 * group), bits, shuffle, mul);
         even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(coef[g]), even);
         odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(coef[g + 1]), odd);
     }
     if (g < ngroups)
-        even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(q, z, xq, g, group, bits, shuffle, mul)),
+        even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(q, xq, g * group, cols, bits, shuffle, mul)),
                                _mm512_set1_ps(coef[g]), even);
     return _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
 }
@@ -401,7 +423,13 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 #endif
 #ifdef HAVE_PERMW
     __m512i mul512, shuffle = shuffle512(bits <= 4 ? bits : 1, &mul512);
-    const int wide = xq && bits > 1 && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % group == 0;
+    const int wide = xq && bits > 1 && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % 32 == 0;
+    float xqsum[ngroups];  /* the int16 x summed per group */
+    for (int64_t g = 0; wide && g < ngroups; g++) {
+        int32_t t = 0;
+        for (int64_t c = g * group; c < MIN(cols, (g + 1) * group); c++) t += xq[c];
+        xqsum[g] = (float)t;
+    }
 #endif
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
@@ -419,13 +447,9 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 #ifdef HAVE_PERMW
         if (wide && avail >= qstride + 16) {
             float coef[ngroups];
-            int64_t g = 0;
-            for (; g + 8 <= ngroups; g += 8)
-                _mm256_storeu_ps(coef + g, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scale + g))),
-                                                         _mm256_loadu_ps(xs + g)));
-            for (; g < ngroups; g++) coef[g] = (float)scale[g] * xs[g];
+            const float zt = zero_term16(scale, z, xs, xqsum, ngroups, bits, &u, coef);
             switch (bits) {
-#define CASE(B) case B: y[i] = row_int512(q, z, coef, xq, ngroups, group, B, shuffle, mul512); break;
+#define CASE(B) case B: y[i] = row_int512(q, coef, xq, ngroups, group, cols, B, shuffle, mul512) - zt; break;
                 CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
             }
@@ -502,19 +526,30 @@ static void axpy_sq_narrow(const uint8_t *Q, int64_t qstride, int64_t qbytes, co
 #endif
 
 #ifdef HAVE_AVX2
-/* acc += the pairs p0..p1 of rows (codes interleaved) times their int16 coefficient pairs,
- * for the 64 columns from c0 */
+/* the zero codes of one row (ngroups codes of `bits` bits, packed) as floats */
+static inline void row_zeros(const uint8_t *z, int64_t ngroups, int bits, float *out) {
+    if (ngroups * bits <= 56) {  /* one little-endian word, built in a register */
+        uint64_t w = 0;
+        for (int64_t b = 0; b < (ngroups * bits + 7) / 8; b++) w |= (uint64_t)z[b] << (8 * b);
+        for (int64_t g = 0; g < ngroups; g++) out[g] = (float)((w >> (g * bits)) & ((1u << bits) - 1));
+    } else {
+        for (int64_t g = 0; g < ngroups; g++) out[g] = (float)code_at(z, g, bits);
+    }
+}
+
+/* acc += the pairs p0..p1 of rows (codes interleaved) times their int16 coefficient pairs
+ * cf[p * cstride], for the 64 columns from c0; acc in the interleaved order (store_block) */
 static inline __attribute__((always_inline)) void pair_block(const uint8_t *Q, int64_t qstride, int64_t qbytes,
                                                              const int32_t *rows, int64_t n, int64_t p0, int64_t p1,
-                                                             int64_t c0, const int32_t *cf, __m256i *acc, const int bits,
-                                                             const unpacker *u) {
+                                                             int64_t c0, const int32_t *cf, int64_t cstride, __m256i *acc,
+                                                             const int bits, const unpacker *u) {
     const __m256i shuffle = u->shuffle, mul = u->mul;
     const int64_t need = (c0 + 64) / 8 * bits + 16;  /* bytes from a row's start the loads may touch */
     __m256i a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];
     for (int64_t p = p0; p < p1; p++) {
         int64_t r0 = rows ? rows[2 * p] : 2 * p, r1 = 2 * p + 1 < n ? (rows ? rows[2 * p + 1] : 2 * p + 1) : r0;
         const uint8_t *q0 = Q + r0 * qstride, *q1 = Q + r1 * qstride;
-        const __m256i cp = _mm256_set1_epi32(cf[p]);
+        const __m256i cp = _mm256_set1_epi32(cf[p * cstride]);
         __m256i u0[4], u1[4];
         if (__builtin_expect(qbytes - (r0 > r1 ? r0 : r1) * qstride >= need, 1)) {
             for (int j = 0; j < 4; j++) {
@@ -538,104 +573,205 @@ static inline __attribute__((always_inline)) void pair_block(const uint8_t *Q, i
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
 }
+
+/* f[0..64) += pair_block's sums in column order: acc[2j] (unpacklo) holds columns 16j+0-3
+ * and 16j+8-11, acc[2j+1] columns 16j+4-7 and 16j+12-15 */
+static inline void store_block(float *f, const __m256i *acc) {
+    for (int j = 0; j < 4; j++) {
+        __m256 lo = _mm256_cvtepi32_ps(acc[2 * j]), hi = _mm256_cvtepi32_ps(acc[2 * j + 1]);
+        _mm256_storeu_ps(f + 16 * j, _mm256_add_ps(_mm256_loadu_ps(f + 16 * j), _mm256_permute2f128_ps(lo, hi, 0x20)));
+        _mm256_storeu_ps(f + 16 * j + 8, _mm256_add_ps(_mm256_loadu_ps(f + 16 * j + 8), _mm256_permute2f128_ps(lo, hi, 0x31)));
+    }
+}
+
+#ifdef HAVE_PERMW
+/* 32 codes from c of a row with `avail` readable bytes from q (a matrix's last rows) */
+static inline __m512i codes32_tail(const uint8_t *q, int64_t c, int64_t avail, const int bits, __m512i shuffle,
+                                   __m512i mul) {
+    uint8_t tail[32] = {0};
+    int64_t at = c / 8 * bits;
+    memcpy(tail, q + at, (size_t)MIN(avail - at, 4 * bits));
+    return codes32(tail, 0, bits, shuffle, mul);
+}
+
+/* pair_block with 32 codes per unpack (2-4- and 8-bit codes): acc[0..4) in the order of
+ * store_block512 */
+static inline __attribute__((always_inline)) void pair_block512(const uint8_t *Q, int64_t qstride, int64_t qbytes,
+                                                                const int32_t *rows, int64_t n, int64_t p0, int64_t p1,
+                                                                int64_t c0, const int32_t *cf, int64_t cstride,
+                                                                __m512i *acc, const int bits, __m512i shuffle, __m512i mul) {
+    const int64_t need = bits == 8 ? c0 + 64 : (c0 + 32) / 8 * bits + 16;
+    __m512i a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t r0 = rows ? rows[2 * p] : 2 * p, r1 = 2 * p + 1 < n ? (rows ? rows[2 * p + 1] : 2 * p + 1) : r0;
+        const uint8_t *q0 = Q + r0 * qstride, *q1 = Q + r1 * qstride;
+        const __m512i cp = _mm512_set1_epi32(cf[p * cstride]);
+        __m512i u00, u01, u10, u11;
+        if (__builtin_expect(qbytes - (r0 > r1 ? r0 : r1) * qstride >= need, 1)) {
+            u00 = codes32(q0, c0, bits, shuffle, mul), u01 = codes32(q0, c0 + 32, bits, shuffle, mul);
+            u10 = codes32(q1, c0, bits, shuffle, mul), u11 = codes32(q1, c0 + 32, bits, shuffle, mul);
+        } else {  /* the matrix's last rows */
+            const int64_t v0 = qbytes - r0 * qstride, v1 = qbytes - r1 * qstride;
+            u00 = codes32_tail(q0, c0, v0, bits, shuffle, mul), u01 = codes32_tail(q0, c0 + 32, v0, bits, shuffle, mul);
+            u10 = codes32_tail(q1, c0, v1, bits, shuffle, mul), u11 = codes32_tail(q1, c0 + 32, v1, bits, shuffle, mul);
+        }
+        a0 = DOT16X(a0, _mm512_unpacklo_epi16(u00, u10), cp);
+        a1 = DOT16X(a1, _mm512_unpackhi_epi16(u00, u10), cp);
+        a2 = DOT16X(a2, _mm512_unpacklo_epi16(u01, u11), cp);
+        a3 = DOT16X(a3, _mm512_unpackhi_epi16(u01, u11), cp);
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* f[0..64) += pair_block512's sums in column order: in 32 columns from 32h, 128-bit lane L
+ * of acc[2h] (unpacklo) holds columns 8L+0-3 and that of acc[2h+1] columns 8L+4-7 */
+static inline void store_block512(float *f, const __m512i *acc) {
+    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int h = 0; h < 2; h++) {
+        __m512 lo = _mm512_cvtepi32_ps(acc[2 * h]), hi = _mm512_cvtepi32_ps(acc[2 * h + 1]);
+        float *o = f + 32 * h;
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_permutex2var_ps(lo, first, hi)));
+        _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_permutex2var_ps(lo, second, hi)));
+    }
+}
 #endif
 
-#ifdef HAVE_AVX2
-/* axpy on integer codes (FFN value columns of the active neurons): per group g the row
- * coefficients b_ig = a_i scale_ig are rounded to int16 on one scale B_g; rows go in pairs,
- * their codes interleaved, so one instruction adds b_i q_ic + b_i' q_i'c for 8 columns.
+/* axpy_sq_int's set-up: B_g = max_i |b_ig| (b_ig = a_i scale_ig), zterm_g = sum_i b_ig zero_ig,
+ * and coef[p][g] = the int16 pair round(b_ig 32767 / B_g) of rows 2p, 2p+1. zf: ngroups floats */
+static void coefficients(const f16 *S, const uint8_t *Z, int64_t zstride, int bits, int64_t ngroups, const float *a,
+                         const int32_t *rows, int64_t n, int32_t *coef, float *B, float *zterm, float *zf) {
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t r = rows ? rows[i] : i;
+        const f16 *s = S + r * ngroups;
+        row_zeros(Z + r * zstride, ngroups, bits, zf);
+        for (int64_t g = 0; g < ngroups; g++) {
+            float b = a[i] * (float)s[g];
+            B[g] = fmaxf(B[g], fabsf(b));
+            zterm[g] += b * zf[g];
+        }
+    }
+    for (int64_t g = 0; g < ngroups; g++) zf[g] = B[g] > 0 ? 32767.f / B[g] : 0.f;
+    for (int64_t p = 0; p < (n + 1) / 2; p++) {
+        const int64_t i = 2 * p, r0 = rows ? rows[i] : i, r1 = i + 1 < n ? (rows ? rows[i + 1] : i + 1) : r0;
+        const f16 *s0 = S + r0 * ngroups, *s1 = S + r1 * ngroups;
+        const float a1 = i + 1 < n ? a[i + 1] : 0.f;
+        for (int64_t g = 0; g < ngroups; g++) {
+            uint32_t lo = (uint16_t)(int16_t)lrintf(a[i] * (float)s0[g] * zf[g]);
+            uint32_t hi = (uint16_t)(int16_t)lrintf(a1 * (float)s1[g] * zf[g]);
+            coef[p * ngroups + g] = (int32_t)(lo | hi << 16);
+        }
+    }
+}
+
+#ifdef HAVE_PERMW
+/* the same, 16 groups per vector (masked loads read no byte past a row's scales and zeros;
+ * the zeros of 16 groups start on a byte boundary) */
+static void coefficients16(const f16 *S, const uint8_t *Z, int64_t zstride, int bits, int64_t ngroups, const float *a,
+                           const int32_t *rows, int64_t n, int32_t *coef, float *B, float *zterm, const unpacker *u) {
+    for (int64_t g0 = 0; g0 < ngroups; g0 += 16) {
+        const int64_t k = MIN(16, ngroups - g0);
+        const __mmask16 gm = (__mmask16)((1u << k) - 1), zm = (__mmask16)((1u << ((k * bits + 7) / 8)) - 1);
+        __m512 vB = _mm512_setzero_ps(), vz = vB;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t r = rows ? rows[i] : i;
+            __m512 b = _mm512_mul_ps(_mm512_set1_ps(a[i]), _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, S + r * ngroups + g0)));
+            __m128i raw = _mm_maskz_loadu_epi8(zm, Z + r * zstride + g0 / 8 * bits);
+            __m256i z16 = bits == 8 ? _mm256_cvtepu8_epi16(raw) : unpack_raw(raw, u);
+            vB = _mm512_max_ps(vB, _mm512_abs_ps(b));
+            vz = _mm512_fmadd_ps(b, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(z16)), vz);
+        }
+        _mm512_mask_storeu_ps(B + g0, gm, vB);
+        _mm512_mask_storeu_ps(zterm + g0, gm, vz);
+        const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(vB, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                               _mm512_set1_ps(32767.f), vB);
+        for (int64_t p = 0; p < (n + 1) / 2; p++) {
+            const int64_t i = 2 * p, r0 = rows ? rows[i] : i, r1 = i + 1 < n ? (rows ? rows[i + 1] : i + 1) : r0;
+            const float a1 = i + 1 < n ? a[i + 1] : 0.f;
+            __m512 b0 = _mm512_mul_ps(_mm512_set1_ps(a[i]), _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, S + r0 * ngroups + g0)));
+            __m512 b1 = _mm512_mul_ps(_mm512_set1_ps(a1), _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, S + r1 * ngroups + g0)));
+            __m512i lo = _mm512_and_si512(_mm512_cvtps_epi32(_mm512_mul_ps(b0, inv)), _mm512_set1_epi32(0xffff));
+            __m512i hi = _mm512_slli_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(b1, inv)), 16);
+            _mm512_mask_storeu_epi32(coef + p * ngroups + g0, gm, _mm512_or_si512(lo, hi));
+        }
+    }
+}
+#endif
+
+/* axpy on integer codes (FFN value columns of the active neurons, LoRA up-projections): per
+ * group g the row coefficients b_ig = a_i scale_ig are rounded to int16 on one scale B_g; rows
+ * go in pairs, their codes interleaved, so one instruction adds b_i q_ic + b_i' q_i'c per column.
  *   y_c += B_g sum_i bq_ig q_ic - sum_i b_ig zero_ig
  * Threads split the row pairs and their partial sums are added at the end. */
 static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
                        int64_t group, int64_t cols, int64_t ngroups, const float *a, float *y, const int32_t *rows,
                        int64_t n, const unpacker *u) {
-    int64_t npair = (n + 1) / 2;
-    int32_t *coef = malloc(ngroups * npair * sizeof *coef);
-    float *b = malloc(ngroups * n * sizeof *b), *zb = malloc(ngroups * n * sizeof *zb), *B = calloc(ngroups, sizeof *B),
-          *zterm = calloc(ngroups, sizeof *zterm);
-    if (!coef || !b || !zb || !B || !zterm) {
-        free(coef), free(b), free(zb), free(B), free(zterm);
+    const int64_t npair = (n + 1) / 2;
+    const int nt = share_threads(n * cols);
+    int32_t *coef = malloc(npair * ngroups * sizeof *coef);  /* [pair][group] */
+    float *B = calloc(3 * ngroups, sizeof *B), *zterm = B + ngroups, *zf = zterm + ngroups;
+    float *part = calloc((size_t)nt * cols, sizeof *part);  /* each thread's sums over its rows */
+    if (!coef || !B || !part) {
+        free(coef), free(B), free(part);
         return 0;
     }
-    /* b[i][g] = a_i scale_ig and its zero term, row by row (a row's scales and zeros are
-     * contiguous); then B and the zero sums per group; then the int16 coefficient pairs */
-#pragma omp parallel for schedule(static) if (n * ngroups >= 8192)
-    for (int64_t i = 0; i < n; i++) {
-        int64_t r = rows ? rows[i] : i;
-        const f16 *s = S + r * ngroups;
-        const uint8_t *z = Z + r * zstride;
-        for (int64_t g = 0; g < ngroups; g++) {
-            float v = a[i] * (float)s[g];
-            b[i * ngroups + g] = v;
-            zb[i * ngroups + g] = v * (float)code_at(z, g, bits);
-        }
-    }
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t g = 0; g < ngroups; g++) {
-            B[g] = fmaxf(B[g], fabsf(b[i * ngroups + g]));
-            zterm[g] += zb[i * ngroups + g];
-        }
-    free(zb);
-    for (int64_t g = 0; g < ngroups; g++) {
-        float inv = B[g] > 0 ? 32767.f / B[g] : 0.f;
-        B[g] /= 32767.f;
-        int32_t *cg = coef + g * npair;
-        for (int64_t p = 0; p < npair; p++) {
-            uint32_t lo = (uint16_t)(int16_t)lrintf(b[2 * p * ngroups + g] * inv);
-            uint32_t hi = 2 * p + 1 < n ? (uint16_t)(int16_t)lrintf(b[(2 * p + 1) * ngroups + g] * inv) : 0;
-            cg[p] = (int32_t)(lo | hi << 16);
-        }
-    }
-    free(b);
+    /* B_g = max_i |b_ig| and the zero sums (one pass over the rows' scales and zeros), then
+     * the int16 coefficient pairs: O(n ngroups), serial */
+#ifdef HAVE_PERMW
+    if (bits <= 8)
+        coefficients16(S, Z, zstride, bits, ngroups, a, rows, n, coef, B, zterm, u);
+    else
+#endif
+        coefficients(S, Z, zstride, bits, ngroups, a, rows, n, coef, B, zterm, zf);
     /* rows in chunks of PAIRS pairs (a few KB: they stay in L1 while every column block of
      * this thread reads them); int32 sums of one chunk cannot overflow */
     enum { PAIRS = 16 };
-    const int nt = share_threads(n * cols);
-    float *part = calloc((size_t)nt * cols, sizeof *part);  /* each thread's sums over its rows */
-    if (!part) {
-        free(coef), free(B), free(zterm);
-        return 0;
-    }
+#ifdef HAVE_PERMW
+    __m512i mul512, shuffle512_ = shuffle512(bits <= 4 ? bits : 1, &mul512);
+    const int wide = bits > 1 && (bits <= 4 || bits == 8);
+#endif
 #pragma omp parallel num_threads(nt)
     {   /* threads split the rows (each streams its own rows through its cache), not the columns */
         int64_t p_lo, p_hi;
         column_share(npair, PAIRS, THREAD_ID, NUM_THREADS, &p_lo, &p_hi);
-        float *fb = part + (int64_t)THREAD_ID * cols;
+        float *f = part + (int64_t)THREAD_ID * cols;
         for (int64_t p0 = p_lo; p0 < p_hi; p0 += PAIRS) {
             int64_t p1 = MIN(p_hi, p0 + PAIRS);
             for (int64_t i = 2 * p1; i < MIN(n, 2 * MIN(p_hi, p1 + PAIRS)); i++)  /* the next chunk's rows */
                 for (int64_t o = 0; o < qstride; o += 64) __builtin_prefetch(Q + (rows ? rows[i] : i) * qstride + o);
-            for (int64_t blk = 0; blk < cols / 64; blk++) {
-                int64_t c0 = blk * 64, g = c0 / group;
+            for (int64_t c0 = 0; c0 < cols; c0 += 64) {
+                const int32_t *cf = coef + c0 / group;
+#ifdef HAVE_PERMW
+                if (wide) {
+                    __m512i acc[4];
+                    for (int k = 0; k < 4; k++) acc[k] = _mm512_setzero_si512();
+                    switch (bits) {  /* a loop specialised for each code width */
+#define CASE(B) case B: pair_block512(Q, qstride, qbytes, rows, n, p0, p1, c0, cf, ngroups, acc, B, shuffle512_, mul512); break;
+                        CASE(2) CASE(3) CASE(4) CASE(8)
+#undef CASE
+                    }
+                    store_block512(f + c0, acc);
+                    continue;
+                }
+#endif
                 __m256i acc[8];
                 for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_si256();
-                const int32_t *cf = coef + g * npair;
-                switch (bits) {  /* a loop specialised for each code width */
-#define CASE(B) case B: pair_block(Q, qstride, qbytes, rows, n, p0, p1, c0, cf, acc, B, u); break;
+                switch (bits) {
+#define CASE(B) case B: pair_block(Q, qstride, qbytes, rows, n, p0, p1, c0, cf, ngroups, acc, B, u); break;
                     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
                 }
-                float *f = fb + c0;
-                for (int k = 0; k < 8; k++) _mm256_storeu_ps(f + 8 * k, _mm256_add_ps(_mm256_loadu_ps(f + 8 * k), _mm256_cvtepi32_ps(acc[k])));
+                store_block(f + c0, acc);
             }
         }
     }
     for (int64_t t = 1; t < nt; t++)
         for (int64_t c = 0; c < cols; c++) part[c] += part[t * cols + c];
-    for (int64_t blk = 0; blk < cols / 64; blk++) {
-        int64_t g = blk * 64 / group;
-        const float *f = part + blk * 64;
-        const __m256 vb = _mm256_set1_ps(B[g]), vz = _mm256_set1_ps(zterm[g]);
-        for (int j = 0; j < 4; j++) {  /* lo holds columns 0-3 and 8-11 of a 16-column chunk, hi 4-7 and 12-15 */
-            __m256 lo = _mm256_loadu_ps(f + 16 * j), hi = _mm256_loadu_ps(f + 16 * j + 8);
-            __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20), second = _mm256_permute2f128_ps(lo, hi, 0x31);
-            float *yy = y + blk * 64 + 16 * j;
-            _mm256_storeu_ps(yy, _mm256_add_ps(_mm256_loadu_ps(yy), _mm256_fmsub_ps(vb, first, vz)));
-            _mm256_storeu_ps(yy + 8, _mm256_add_ps(_mm256_loadu_ps(yy + 8), _mm256_fmsub_ps(vb, second, vz)));
-        }
+    for (int64_t g = 0; g < ngroups; g++) {
+        const float scale = B[g] / 32767.f;
+        for (int64_t c = g * group; c < MIN(cols, (g + 1) * group); c++) y[c] += scale * part[c] - zterm[g];
     }
-    free(part);
-    free(coef), free(B), free(zterm);
+    free(part), free(coef), free(B);
     return 1;
 }
 #endif
@@ -649,7 +785,7 @@ void axpy_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, co
         axpy_sq_narrow(Q, qstride, qbytes, S, Z, zstride, group, cols, ngroups, a, y, rows, n, &u);
         return;
     }
-    if (int16_x && n > 1 && group % 64 == 0 && cols % 64 == 0 &&
+    if (int16_x && n > 1 && bits <= 8 && group % 64 == 0 && cols % 64 == 0 &&
         axpy_sq_int(Q, qstride, qbytes, S, Z, zstride, bits, group, cols, ngroups, a, y, rows, n, &u))
         return;
 #endif

@@ -96,24 +96,32 @@ typedef struct {
     double keep;
 } predictor_t;
 
-static float kth_smallest(float *a, int64_t len, int64_t k) {  /* Hoare's selection; reorders a */
-    int64_t lo = 0, hi = len - 1;
-    while (lo < hi) {
-        float pivot = a[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < pivot) i++;
-            while (a[j] > pivot) j--;
-            if (i <= j) {
-                float t = a[i];
-                a[i++] = a[j], a[j--] = t;
-            }
-        }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else break;
+/* the k-th smallest of a[0..len) (k from 0), by radix selection on order-preserving integer
+ * keys, 8 bits at a time: each pass keeps the elements whose next digit is the k-th one's.
+ * keys: len ints of workspace. Branch-free passes, unlike a quickselect on unpredictable data. */
+static float kth_smallest(const float *a, int64_t len, int64_t k, uint32_t *keys) {
+    for (int64_t i = 0; i < len; i++) {
+        uint32_t u;
+        memcpy(&u, a + i, 4);
+        keys[i] = u & 0x80000000u ? ~u : u | 0x80000000u;  /* negative floats reversed, below the positive */
     }
-    return a[k];
+    int64_t n = len;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        int64_t count[256] = {0};
+        for (int64_t i = 0; i < n; i++) count[keys[i] >> shift & 255]++;
+        uint32_t d = 0;
+        while (k >= count[d]) k -= count[d++];
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++) {  /* keep digit d, in place (m <= i) */
+            keys[m] = keys[i];
+            m += (keys[i] >> shift & 255) == d;
+        }
+        n = m;
+    }
+    uint32_t u = keys[0] & 0x80000000u ? keys[0] & 0x7fffffffu : ~keys[0];
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
 /* rows (ascending) of the neurons to compute; how many. work: m1.rows + 3 F floats */
@@ -129,11 +137,12 @@ static int64_t active(const predictor_t *p, const float *x, int64_t C, int64_t F
         for (int64_t i = 0; i < F; i++) s[i] = p->scale[i] * (2.f * s[i] - sum);
     }
     int64_t n = MAX(1, (int64_t)nearbyint(p->keep * (double)F));
-    memcpy(t, s, F * sizeof *t);
-    float cutoff = kth_smallest(t, F, F - n);
+    float cutoff = kth_smallest(s, F, F - n, (uint32_t *)t);
     int64_t m = 0;
-    for (int64_t i = 0; i < F; i++)
-        if (z[i] > p->cut[i] || s[i] >= cutoff) rows[m++] = (int32_t)i;
+    for (int64_t i = 0; i < F; i++) {  /* branch-free: about half are taken, unpredictably */
+        rows[m] = (int32_t)i;
+        m += (z[i] > p->cut[i]) | (s[i] >= cutoff);
+    }
     return m;
 }
 
