@@ -99,6 +99,26 @@ def test_c_block_step_equals_the_numpy_one(source, recipe):
         x, v_first = xn, vn
 
 
+@pytest.mark.parametrize("recipe", ["int8", "lite"])
+def test_inplace_steps_equal_copying_steps(source, recipe):
+    """step(..., inplace=True) (generation, bench) writes the new state over the old one; the
+    logits and states are those of the copying step, which leaves its input alone."""
+    rt = Runtime(compressed(source, recipe))
+    kept, own = None, rt.zero_state()
+    for t in (5, 17, 200, 5, 3):
+        logits, new = rt.step(t, kept)
+        before = None if kept is None else [s["wkv"].copy() for s in kept]
+        logits_inplace, same = rt.step(t, own, inplace=True)
+        assert same is own
+        np.testing.assert_array_equal(logits_inplace, logits)
+        for a, b in zip(own, new):
+            for n in ("att", "ffn", "wkv"):
+                np.testing.assert_array_equal(a[n], b[n])
+        if before is not None:  # the copying step left its input as it was
+            assert all(np.array_equal(s["wkv"], w) for s, w in zip(kept, before))
+        kept = new
+
+
 def test_lean_runtime_does_not_import_torch(source):
     folder, path, text = source
     out = folder / "lean-int8.rwkvlite"

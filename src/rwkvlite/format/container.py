@@ -72,17 +72,22 @@ def readable(a: np.ndarray) -> int:
     return start + size - a.ctypes.data
 
 
-def _advise(arrays, advice: str) -> None:
-    """madvise the pages under memory-mapped arrays (views of read()'s map; others are skipped)."""
+def _advise(arrays, advice: str, window: int = 0) -> None:
+    """madvise the pages under memory-mapped arrays (views of read()'s map; others are skipped),
+    widened to whole aligned `window`-byte blocks of the map where window > 0."""
     if not hasattr(mmap, advice):
         return
     for a in arrays:
         mm = _root(a)
         if not isinstance(mm, mmap.mmap) or a.nbytes == 0:
             continue
-        offset = a.ctypes.data - np.frombuffer(mm, np.uint8).ctypes.data
-        aligned = offset - offset % mmap.PAGESIZE
-        mm.madvise(getattr(mmap, advice), aligned, a.nbytes + offset - aligned)
+        base = np.frombuffer(mm, np.uint8).ctypes.data
+        start, end = a.ctypes.data, a.ctypes.data + a.nbytes
+        align = max(window, mmap.PAGESIZE)
+        start -= start % align
+        end = min(base + len(mm), end + (-end) % align)
+        start = max(start, base)  # the map starts on a page
+        mm.madvise(getattr(mmap, advice), start - base, end - start)
 
 
 def advise_random(arrays) -> None:
@@ -91,11 +96,16 @@ def advise_random(arrays) -> None:
     _advise(arrays, "MADV_RANDOM")
 
 
+# On a read fault Linux also maps the neighbouring pages that are already in the page cache,
+# up to the aligned 64 KiB block around the fault (fault-around; MADV_RANDOM does not stop it)
+FAULT_AROUND = 65536
+
+
 def release(arrays) -> None:
-    """Unmap the pages under these arrays (e.g. an embedding row just copied to a cache): they
-    leave this process's resident memory and stay in the page cache; touching them again maps
-    them again."""
-    _advise(arrays, "MADV_DONTNEED")
+    """Unmap the pages under these arrays (e.g. an embedding row just copied to a cache), and
+    the rest of the aligned fault-around blocks they lie in: they leave this process's resident
+    memory and stay in the page cache; touching them again maps them again."""
+    _advise(arrays, "MADV_DONTNEED", FAULT_AROUND)
 
 
 DATA_CRC_SLOT = "@data-crc32@"  # 12 characters: becomes "0x" + 8 hex digits + 2 spaces

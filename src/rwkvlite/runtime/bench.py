@@ -29,13 +29,13 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0, t
     state, logits = None, None
     start = time.perf_counter()
     for t in rng.integers(1, vocab, prompt_tokens):
-        logits, state = rt.step(int(t), state)
+        logits, state = rt.step(int(t), state, inplace=True)
     prefill_s = time.perf_counter() - start
     rt.reset_counters()
     times = []
     for _ in range(gen_tokens):
         t = time.perf_counter()
-        logits, state = rt.step(int(np.argmax(logits)), state)
+        logits, state = rt.step(int(np.argmax(logits)), state, inplace=True)
         times.append(time.perf_counter() - t)
     decode_s = sum(times)
     reads = rt.bytes_read_per_token()

@@ -29,16 +29,17 @@ def generate(runtime, tokenizer, prompt: str, max_tokens: int = 100, temperature
              seed: int | None = None, state=None) -> Iterator[str]:
     """Yield text pieces as they are generated; runtime.state holds the state afterwards."""
     rng = np.random.default_rng(seed)
-    logits = None
+    logits, own = None, False
     for t in tokenizer.encode(prompt) or [0]:
-        logits, state = runtime.step(t, state)
+        logits, state = runtime.step(t, state, inplace=own)  # the caller's state is copied once
+        own = True
     pieces = Utf8Pieces()
     for _ in range(max_tokens):
         token = sample(logits[:tokenizer.vocab_size], temperature, top_p, rng)  # padded vocabularies
         text = pieces.feed(tokenizer.decode_bytes([token]))
         if text is not None:
             yield text
-        logits, state = runtime.step(token, state)
+        logits, state = runtime.step(token, state, inplace=True)
     runtime.state = state
     text = pieces.flush()
     if text is not None:

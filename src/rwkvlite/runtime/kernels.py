@@ -13,12 +13,12 @@ The kernels use OpenMP threads when the compiler has it: RWKVLITE_THREADS=N sets
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "rwkv7.c")]
@@ -88,11 +88,13 @@ def cache_dir() -> str:
 
 def build() -> str | None:
     """Path of the compiled library (built once per source version); None if it cannot be built."""
-    h = hashlib.sha256(" ".join(FLAGS).encode())
+    # the cache key: CRC-32 and Adler-32 of flags and sources (hashlib would load OpenSSL,
+    # 3 MB of resident memory, into a runtime meant to stay small)
+    data = " ".join(FLAGS).encode()
     for path in (*SOURCES, HEADER):
         with open(path, "rb") as f:
-            h.update(f.read())
-    digest = h.hexdigest()[:16]
+            data += f.read()
+    digest = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
     folder = cache_dir()
     target = os.path.join(folder, f"kernels-{digest}.so")
     if os.path.exists(target):

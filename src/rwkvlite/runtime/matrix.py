@@ -69,10 +69,15 @@ class Matrix:
                 self._mv = self._axpy = None
             else:
                 self._mv, self._axpy = getattr(k, f"mv_{self.kernel}"), getattr(k, f"axpy_{self.kernel}")
-                self._x, self._y = np.empty(self.cols, np.float32), np.empty(self.rows, np.float32)
-                self._a, self._out = np.empty(self.rows, np.float32), np.empty(self.cols, np.float32)
-                self._xp, self._yp, self._ap, self._outp = (ptr(t) for t in (self._x, self._y, self._a, self._out))
         return self._mv is not None
+
+    def _buffers(self) -> None:
+        """mv's and rmv's buffers, made by the first product called from Python (the runtime's
+        C block path passes its own, so most matrices never need them)."""
+        if not hasattr(self, "_x"):
+            self._x, self._y = np.empty(self.cols, np.float32), np.empty(self.rows, np.float32)
+            self._a, self._out = np.empty(self.rows, np.float32), np.empty(self.cols, np.float32)
+            self._xp, self._yp, self._ap, self._outp = (ptr(t) for t in (self._x, self._y, self._a, self._out))
 
     def native(self):
         """This matrix as rwkv7.c's mat_t (kernels.Mat), or None where only numpy multiplies it."""
@@ -89,6 +94,7 @@ class Matrix:
         if not self._bound():
             r = np.arange(self.rows) if rows is None else rows
             return (self.dense_rows(r) @ x).astype(np.float32)
+        self._buffers()
         np.copyto(self._x, x[self.perm] if self.perm is not None else x, casting="unsafe")
         if rows is None:
             self._mv(*self._pre, self._xp, self._yp, None, self.rows)
@@ -107,6 +113,7 @@ class Matrix:
         if not self._bound() or self.perm is not None:
             return (np.asarray(a, np.float32) @ self.dense_rows(np.arange(self.rows) if rows is None else rows)
                     ).astype(np.float32)
+        self._buffers()
         n = len(a)
         if n > len(self._a):  # a row list with repeats
             self._a = np.empty(n, np.float32)

@@ -206,13 +206,19 @@ class Block:
                                         scale=kernels.ptr(pred.copy.scale) if sign else None, keep=pred.keep)
         self._ref = b
         self._args = ctypes.addressof(b)
-        self._work = np.empty(kernels.lib().rwkv7_block_floats(self._args), np.float32)
-        self._rows = np.empty(b.F, np.int32)
-        self._bufs = (kernels.ptr(self._work), kernels.ptr(self._rows))
+        self.work_floats = kernels.lib().rwkv7_block_floats(self._args)
+        self.use_workspace(np.empty(self.work_floats, np.float32), np.empty(b.F, np.int32))
         return kernels.lib().rwkv7_block
 
-    def __call__(self, x, st, v_first):
-        """x after this block and v_first; st (att, ffn, wkv) is given the block's new state."""
+    def use_workspace(self, work: np.ndarray, rows: np.ndarray) -> None:
+        """Step in these buffers (at least work_floats floats and F ints), which blocks stepped
+        one after another may share."""
+        self._work, self._rows = work, rows
+        self._bufs = (kernels.ptr(work), kernels.ptr(rows))
+
+    def __call__(self, x, st, v_first, inplace: bool = False):
+        """x after this block and v_first; st (att, ffn, wkv) is given the block's new state,
+        in new arrays, or written over the old ones if inplace."""
         if self.c is None:
             return self.step_numpy(x, st, v_first)
         ptr = kernels.ptr
@@ -221,7 +227,10 @@ class Block:
             v_first = np.empty(self.C, np.float32)
         elif v_first is None:
             raise ValueError("blocks after the first need v_first")
-        att, ffn, wkv = np.empty_like(st["att"]), np.empty_like(st["ffn"]), np.empty_like(st["wkv"])
+        if inplace:
+            att, ffn, wkv = st["att"], st["ffn"], st["wkv"]
+        else:
+            att, ffn, wkv = np.empty_like(st["att"]), np.empty_like(st["ffn"]), np.empty_like(st["wkv"])
         n = self.c(self._args, ptr(x), ptr(st["att"]), ptr(att), ptr(st["ffn"]), ptr(ffn), ptr(st["wkv"]), ptr(wkv),
                    ptr(v_first), *self._bufs)
         st["att"], st["ffn"], st["wkv"] = att, ffn, wkv
@@ -338,6 +347,14 @@ class Head:
         return out
 
 
+def _trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim; elsewhere nothing)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Runtime:
     """model = Runtime("m.rwkvlite"); logits, state = model.step(token, state).
     threads: the C kernels' threads (default one per core, or RWKVLITE_THREADS)."""
@@ -352,6 +369,12 @@ class Runtime:
         self.config = cfg
         structure = self.w.manifest.get("structure") or {}
         self.blocks = [Block(self.w, i, cfg, structure) for i in range(cfg["n_layer"])]
+        native = [b for b in self.blocks if b.c is not None]
+        if native:  # blocks step one after another: one workspace for all
+            work = np.empty(max(b.work_floats for b in native), np.float32)
+            rows = np.empty(max(b.fk.rows for b in native), np.int32)
+            for b in native:
+                b.use_workspace(work, rows)
         folded = "fold_ln0" in structure
         self.ln0 = None if folded else (self.w.vec("blocks.0.ln0.weight"), self.w.vec("blocks.0.ln0.bias"))
         self.emb = EmbeddingRows(self.w.mat("emb.weight"), cache_rows if folded else 0)
@@ -361,21 +384,26 @@ class Runtime:
         sparse = ["emb.weight"] + (["head.weight"] if self.head.spec else [])
         compressed.container.advise_random(a for name in sparse for a in self.w.parts(name)[1].values())
         self.tokens = 0
+        _trim_heap()  # what loading freed (the manifest's text, the verification's buffers)
 
     def zero_state(self) -> list[dict]:
         C, N = self.config["n_embd"], self.config["head_size"]
         return [{"att": np.zeros(C, np.float32), "ffn": np.zeros(C, np.float32),
                  "wkv": np.zeros((C // N, N, N), np.float32)} for _ in self.blocks]
 
-    def step(self, token: int, state: list[dict] | None = None) -> tuple[np.ndarray, list[dict]]:
-        """Logits [V] (float32) after `token`, and the new state (the old one is not modified)."""
-        state = [dict(s) for s in (state or self.zero_state())]
+    def step(self, token: int, state: list[dict] | None = None, inplace: bool = False) -> tuple[np.ndarray, list[dict]]:
+        """Logits [V] (float32) after `token`, and the new state. The old state is not modified,
+        unless inplace: then it is updated and returned (no new state allocated per token)."""
+        if state is None:
+            state = self.zero_state()
+        elif not inplace:
+            state = [dict(s) for s in state]
         x = self.emb(token)
         if self.ln0 is not None:
             x = layer_norm(x, *self.ln0)
         v_first = None
         for block, st in zip(self.blocks, state):
-            x, v_first = block(x, st, v_first)
+            x, v_first = block(x, st, v_first, inplace)
         self.tokens += 1
         return self.head(layer_norm(x, *self.ln_out).astype(np.float32)), state
 
