@@ -93,6 +93,9 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     x = rng.standard_normal(512).astype(np.float32)
     before = kernels.threads()
     kernels.set_threads(n_threads)
+    if kernels.threads() != n_threads:
+        kernels.set_threads(before)
+        pytest.skip("the kernels were built without OpenMP threads")
     try:
         got = m.mv(x).copy()
         y = np.zeros(512, np.float32)

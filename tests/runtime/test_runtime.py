@@ -82,21 +82,24 @@ def test_c_block_step_equals_the_numpy_one(source, recipe):
     if k.lib() is None:
         pytest.skip("no C compiler")
     k.set_exact(True)
-    rt = Runtime(compressed(source, recipe))
-    assert all(b.c is not None for b in rt.blocks)  # every block has the one-call path
-    rng = np.random.default_rng(0)
-    C = rt.config["n_embd"]
-    state = [{"att": rng.standard_normal(C, np.float32), "ffn": rng.standard_normal(C, np.float32),
-              "wkv": rng.standard_normal(s["wkv"].shape, np.float32) * 0.1} for s in rt.zero_state()]
-    x, v_first = rng.standard_normal(C, np.float32), None
-    for block, st in zip(rt.blocks, state):
-        a, b, before = dict(st), dict(st), st["wkv"].copy()
-        xc, vc = block(x, a, v_first)
-        xn, vn = block.step_numpy(x, b, v_first)
-        for got, want in [(xc, xn), (vc, vn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))]:
-            np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
-        assert np.array_equal(st["wkv"], before)  # the old state is kept
-        x, v_first = xn, vn
+    try:
+        rt = Runtime(compressed(source, recipe))
+        assert all(b.c is not None for b in rt.blocks)  # every block has the one-call path
+        rng = np.random.default_rng(0)
+        C = rt.config["n_embd"]
+        state = [{"att": rng.standard_normal(C, np.float32), "ffn": rng.standard_normal(C, np.float32),
+                  "wkv": rng.standard_normal(s["wkv"].shape, np.float32) * 0.1} for s in rt.zero_state()]
+        x, v_first = rng.standard_normal(C, np.float32), None
+        for block, st in zip(rt.blocks, state):
+            a, b, before = dict(st), dict(st), st["wkv"].copy()
+            xc, vc = block(x, a, v_first)
+            xn, vn = block.step_numpy(x, b, v_first)
+            for got, want in [(xc, xn), (vc, vn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))]:
+                np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
+            assert np.array_equal(st["wkv"], before)  # the old state is kept
+            x, v_first = xn, vn
+    finally:
+        k.set_exact(False)
 
 
 @pytest.mark.parametrize("recipe", ["int8", "lite"])

@@ -87,6 +87,7 @@ def _advise(arrays, advice: str, window: int = 0) -> None:
         start -= start % align
         end = min(base + len(mm), end + (-end) % align)
         start = max(start, base)  # the map starts on a page
+        # (a block may hold a neighbouring tensor's pages too: they leave RSS and fault back if used)
         mm.madvise(getattr(mmap, advice), start - base, end - start)
 
 
@@ -110,6 +111,15 @@ def release(arrays) -> None:
 
 DATA_CRC_SLOT = "@data-crc32@"  # 12 characters: becomes "0x" + 8 hex digits + 2 spaces
 MANIFEST_CRC_SLOT = "@manifest-crc32@"  # 16 characters: becomes "0x" + 8 hex digits + 6 spaces
+
+
+def _stored_crc(value) -> int | None:
+    """A stored checksum: "0x%08x" text padded to its slot, or (files written before the slots)
+    an integer or its decimal text; None if unreadable."""
+    try:
+        return int(str(value).strip(), 0)
+    except ValueError:
+        return None
 
 
 def _crc_text(crc: int, width: int) -> str:
@@ -177,7 +187,7 @@ def read(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
         raise CheckpointError(f"{path}: compressed-file version {meta.get('format_version')!r} is not supported "
                               f"(this rwkvlite reads version {FORMAT_VERSION}); upgrade rwkvlite or re-compress")
     text = meta.get("manifest", "")
-    if _crc_text(zlib.crc32(text.encode()), len(MANIFEST_CRC_SLOT)) != meta.get("manifest_crc32"):
+    if zlib.crc32(text.encode()) != _stored_crc(meta.get("manifest_crc32")):
         raise CheckpointError(f"{path}: corrupt compressed file (manifest checksum mismatch)")
     manifest = json.loads(text)
     size = os.path.getsize(path)
@@ -190,7 +200,7 @@ def read(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
     if start + expected != size:
         raise CheckpointError(f"{path}: truncated or corrupt compressed file: {size} bytes, "
                               f"the header describes {start + expected}")
-    if verify and _crc_text(crc32_of_file(path, start, size), len(DATA_CRC_SLOT)) != manifest.get("data_crc32"):
+    if verify and crc32_of_file(path, start, size) != _stored_crc(manifest.get("data_crc32")):
         raise CheckpointError(f"{path}: corrupt compressed file (data checksum mismatch)")
     arrays = {}
     if expected:

@@ -344,8 +344,8 @@ static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, i
 }
 
 /* q . xq over the codes c..end of a group (whole 32-code chunks), as 16 int32 lanes; two
- * chains of products. Each lane sums at most group/16 products of 255 * 32767: below 2^31
- * for groups up to 1024. */
+ * chains of products. Each lane sums at most group/16 products of 255 * 32767, below 2^31
+ * for the groups up to 1024 that mv_sq sends here. */
 static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const int16_t *xq, int64_t c,
                                                                int64_t end, const int bits, __m512i shuffle, __m512i mul) {
     __m512i a = _mm512_setzero_si512(), b = a;
@@ -357,6 +357,14 @@ static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q,
     return _mm512_add_epi32(a, b);
 }
 
+/* the zero codes of groups g0..g0+k (k <= 16) of one row as 16 floats; the masked load reads
+ * no byte past them (16 groups' zeros start on a byte boundary: 2 bits bytes per 16) */
+static inline __m512 zeros16(const uint8_t *z, int64_t g0, int64_t k, int bits, const unpacker *u) {
+    __m128i raw = _mm_maskz_loadu_epi8((__mmask16)((1u << ((k * bits + 7) / 8)) - 1), z + g0 / 8 * bits);
+    __m256i z16 = bits == 8 ? _mm256_cvtepu8_epi16(raw) : unpack_raw(raw, u);
+    return _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(z16));
+}
+
 /* one row's coef_g = scale_g xs_g (into coef) and its zero term sum_g coef_g zero_g xqsum_g,
  * 16 groups per vector; masked loads read nothing past the row's scales and zeros (the
  * zeros of 16 groups span 2 bits bytes) */
@@ -365,12 +373,9 @@ static inline float zero_term16(const f16 *scale, const uint8_t *z, const float 
     __m512 acc = _mm512_setzero_ps();
     for (int64_t g0 = 0; g0 < ngroups; g0 += 16) {
         const int64_t k = MIN(16, ngroups - g0);
-        const __mmask16 gm = (__mmask16)((1u << k) - 1), zm = (__mmask16)((1u << ((k * bits + 7) / 8)) - 1);
+        const __mmask16 gm = (__mmask16)((1u << k) - 1);
         __m512 c = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, scale + g0)), _mm512_maskz_loadu_ps(gm, xs + g0));
-        __m128i raw = _mm_maskz_loadu_epi8(zm, z + g0 / 8 * bits);
-        __m256i z16 = bits == 8 ? _mm256_cvtepu8_epi16(raw) : unpack_raw(raw, u);
-        __m512 zf = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(z16));
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(c, zf), _mm512_maskz_loadu_ps(gm, xqsum + g0), acc);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(c, zeros16(z, g0, k, bits, u)), _mm512_maskz_loadu_ps(gm, xqsum + g0), acc);
         _mm512_mask_storeu_ps(coef + g0, gm, c);
     }
     return _mm512_reduce_add_ps(acc);
@@ -413,7 +418,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
     unpacker u = make_unpacker(bits);
     /* int path: groups of whole 16-code chunks; each int32 lane sums group/8 products of at
      * most 255 * 32767, below 2^31 for groups up to 1024 */
-    if (int16_x && group % 16 == 0 && group <= 1024 && (xq = malloc(cols * sizeof *xq)) &&
+    if (int16_x && bits <= 8 && group % 16 == 0 && group <= 1024 && (xq = malloc(cols * sizeof *xq)) &&
         (xs = malloc(ngroups * sizeof *xs)))
         quantize_x(x, cols, group, xq, xs);
     else
@@ -461,7 +466,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
         if (xq && bits > 1 && cols % group == 0 && avail >= qstride + 16) {  /* the common case: a loop per code width */
             switch (bits) {
 #define CASE(B) case B: vt = row_int(q, scale, xq, xs, ngroups, group, B, &u); break;
-                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+                CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
             }
             for (int64_t g = 0; g < ngroups; g++) zeros += (float)scale[g] * (float)code_at(z, g, bits) * xsum[g];
@@ -526,6 +531,7 @@ static void axpy_sq_narrow(const uint8_t *Q, int64_t qstride, int64_t qbytes, co
 #endif
 
 #ifdef HAVE_AVX2
+#ifndef HAVE_PERMW
 /* the zero codes of one row (ngroups codes of `bits` bits, packed) as floats */
 static inline void row_zeros(const uint8_t *z, int64_t ngroups, int bits, float *out) {
     if (ngroups * bits <= 56) {  /* one little-endian word, built in a register */
@@ -536,6 +542,8 @@ static inline void row_zeros(const uint8_t *z, int64_t ngroups, int bits, float 
         for (int64_t g = 0; g < ngroups; g++) out[g] = (float)code_at(z, g, bits);
     }
 }
+
+#endif
 
 /* acc += the pairs p0..p1 of rows (codes interleaved) times their int16 coefficient pairs
  * cf[p * cstride], for the 64 columns from c0; acc in the interleaved order (store_block) */
@@ -637,6 +645,7 @@ static inline void store_block512(float *f, const __m512i *acc) {
 }
 #endif
 
+#ifndef HAVE_PERMW
 /* axpy_sq_int's set-up: B_g = max_i |b_ig| (b_ig = a_i scale_ig), zterm_g = sum_i b_ig zero_ig,
  * and coef[p][g] = the int16 pair round(b_ig 32767 / B_g) of rows 2p, 2p+1. zf: ngroups floats */
 static void coefficients(const f16 *S, const uint8_t *Z, int64_t zstride, int bits, int64_t ngroups, const float *a,
@@ -664,22 +673,19 @@ static void coefficients(const f16 *S, const uint8_t *Z, int64_t zstride, int bi
     }
 }
 
-#ifdef HAVE_PERMW
-/* the same, 16 groups per vector (masked loads read no byte past a row's scales and zeros;
- * the zeros of 16 groups start on a byte boundary) */
+#else
+/* the same, 16 groups per vector (masked loads read no byte past a row's scales and zeros) */
 static void coefficients16(const f16 *S, const uint8_t *Z, int64_t zstride, int bits, int64_t ngroups, const float *a,
                            const int32_t *rows, int64_t n, int32_t *coef, float *B, float *zterm, const unpacker *u) {
     for (int64_t g0 = 0; g0 < ngroups; g0 += 16) {
         const int64_t k = MIN(16, ngroups - g0);
-        const __mmask16 gm = (__mmask16)((1u << k) - 1), zm = (__mmask16)((1u << ((k * bits + 7) / 8)) - 1);
+        const __mmask16 gm = (__mmask16)((1u << k) - 1);
         __m512 vB = _mm512_setzero_ps(), vz = vB;
         for (int64_t i = 0; i < n; i++) {
             const int64_t r = rows ? rows[i] : i;
             __m512 b = _mm512_mul_ps(_mm512_set1_ps(a[i]), _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, S + r * ngroups + g0)));
-            __m128i raw = _mm_maskz_loadu_epi8(zm, Z + r * zstride + g0 / 8 * bits);
-            __m256i z16 = bits == 8 ? _mm256_cvtepu8_epi16(raw) : unpack_raw(raw, u);
             vB = _mm512_max_ps(vB, _mm512_abs_ps(b));
-            vz = _mm512_fmadd_ps(b, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(z16)), vz);
+            vz = _mm512_fmadd_ps(b, zeros16(Z + r * zstride, g0, k, bits, u), vz);
         }
         _mm512_mask_storeu_ps(B + g0, gm, vB);
         _mm512_mask_storeu_ps(zterm + g0, gm, vz);
@@ -709,7 +715,7 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
     const int64_t npair = (n + 1) / 2;
     const int nt = share_threads(n * cols);
     int32_t *coef = malloc(npair * ngroups * sizeof *coef);  /* [pair][group] */
-    float *B = calloc(3 * ngroups, sizeof *B), *zterm = B + ngroups, *zf = zterm + ngroups;
+    float *B = calloc(3 * ngroups, sizeof *B), *zterm = B + ngroups;  /* and ngroups floats of set-up work */
     float *part = calloc((size_t)nt * cols, sizeof *part);  /* each thread's sums over its rows */
     if (!coef || !B || !part) {
         free(coef), free(B), free(part);
@@ -718,11 +724,10 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
     /* B_g = max_i |b_ig| and the zero sums (one pass over the rows' scales and zeros), then
      * the int16 coefficient pairs: O(n ngroups), serial */
 #ifdef HAVE_PERMW
-    if (bits <= 8)
-        coefficients16(S, Z, zstride, bits, ngroups, a, rows, n, coef, B, zterm, u);
-    else
+    coefficients16(S, Z, zstride, bits, ngroups, a, rows, n, coef, B, zterm, u);
+#else
+    coefficients(S, Z, zstride, bits, ngroups, a, rows, n, coef, B, zterm, zterm + ngroups);
 #endif
-        coefficients(S, Z, zstride, bits, ngroups, a, rows, n, coef, B, zterm, zf);
     /* rows in chunks of PAIRS pairs (a few KB: they stay in L1 while every column block of
      * this thread reads them); int32 sums of one chunk cannot overflow */
     enum { PAIRS = 16 };
@@ -781,7 +786,7 @@ void axpy_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, co
     int64_t ngroups = (cols + group - 1) / group;
 #ifdef HAVE_AVX2
     unpacker u = make_unpacker(bits);
-    if (cols % 16 == 0 && cols <= 256 && (group % 64 == 0 || group >= cols)) {
+    if (bits <= 8 && cols % 16 == 0 && cols <= 256 && (group % 64 == 0 || group >= cols)) {
         axpy_sq_narrow(Q, qstride, qbytes, S, Z, zstride, group, cols, ngroups, a, y, rows, n, &u);
         return;
     }
@@ -800,7 +805,7 @@ void axpy_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, co
                 float s = a[i] * (float)S[r * ngroups + g], sz = s * (float)code_at(z, g, bits);
                 int64_t c = g * group, end = MIN(c1, (g + 1) * group);
 #ifdef HAVE_AVX2
-                if ((group & 15) == 0) {
+                if ((group & 15) == 0 && bits <= 8) {
                     const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(sz);
                     for (; c + 16 <= end; c += 16) {
                         __m256 lo, hi;
@@ -887,6 +892,7 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const int64_t r = rows ? rows[i] : i, avail = qbytes - r * qstride;
+        (void)avail;  /* read by the SIMD paths only */
         const uint8_t *q = Q + r * qstride;
         float total = 0.f;
         for (int64_t g = 0; g < ngroups; g++) {
@@ -959,6 +965,7 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *bo
         column_share(nvec, per_group, THREAD_ID, NUM_THREADS, &v0, &v1);
         for (int64_t i = 0; i < n; i++) {
             const int64_t r = rows ? rows[i] : i, avail = qbytes - r * qstride;
+            (void)avail;  /* read by the SIMD paths only */
             const uint8_t *q = Q + r * qstride;
             int64_t v = v0;
 #ifdef HAVE_AVX2

@@ -3,7 +3,7 @@ call), built on first use with the system's C compiler and loaded through ctypes
 no compiler is available (the runtime then uses numpy).
 
 Why hand-written C: no maintained package multiplies by our packed layouts (3-bit streams,
-2-D VQ codebooks, row subsets) without PyTorch, and two C files (~1,200 lines) compiled for
+2-D VQ codebooks, row subsets) without PyTorch, and two C files (~1,300 lines) compiled for
 the host CPU beat dequantising whole matrices in numpy for every token many times over.
 Set RWKVLITE_KERNELS=numpy to force the numpy path. The scalar-quantized kernels round x to
 int16 per group (relative error 2^-15) for speed; RWKVLITE_EXACT=1 keeps x in float32.

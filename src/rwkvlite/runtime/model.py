@@ -207,7 +207,7 @@ class Block:
         self._ref = b
         self._args = ctypes.addressof(b)
         self.work_floats = kernels.lib().rwkv7_block_floats(self._args)
-        self.use_workspace(np.empty(self.work_floats, np.float32), np.empty(b.F, np.int32))
+        self._bufs = None  # use_workspace, or a workspace of its own on the first call
         return kernels.lib().rwkv7_block
 
     def use_workspace(self, work: np.ndarray, rows: np.ndarray) -> None:
@@ -222,6 +222,8 @@ class Block:
         if self.c is None:
             return self.step_numpy(x, st, v_first)
         ptr = kernels.ptr
+        if self._bufs is None:
+            self.use_workspace(np.empty(self.work_floats, np.float32), np.empty(self.fk.rows, np.int32))
         x = np.array(x, np.float32)  # updated in place
         if self.i == 0:
             v_first = np.empty(self.C, np.float32)
