@@ -27,6 +27,8 @@ def vq_matrix(rng, rows, cols, bits, dim, group):
 
 CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (160, 64), (384, 128), (100, 32), (96, 48), (90, 30))]
 CASES += [("sq", bits, 1280, 64) for bits in (3, 4, 8)]  # more than 16 groups per row (set-up in chunks)
+# short rows (LoRA-like factors, predictor MLPs, low-rank w2), multiplied 16 rows at a time
+CASES += [("sq", bits, cols, 64) for bits in (1, 2, 3, 4, 8) for cols in (64, 96, 128)]
 CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("vq", 10, 256, 256), ("dense", 16, 100, None), ("dense", 16, 160, None)]
 
 
@@ -56,6 +58,8 @@ def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode):
     np.testing.assert_allclose(m.mv(x), W @ x, atol=tol * scale)
     rows_sub = np.array([36, 0, 5, 5, 17], np.int32)
     np.testing.assert_allclose(m.mv(x, rows_sub), W[rows_sub] @ x, atol=tol * scale)
+    rows_long = np.concatenate([[rows - 1], rng.permutation(rows - 1)[:40]]).astype(np.int32)  # the last row first
+    np.testing.assert_allclose(m.mv(x, rows_long), W[rows_long] @ x, atol=tol * scale)
     a = rng.standard_normal(len(rows_sub)).astype(np.float32)
     y = rng.standard_normal(cols).astype(np.float32)
     expect = y + a @ W[rows_sub]

@@ -339,7 +339,12 @@ static __m512i shuffle512(int bits, __m512i *mul) {
 static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, int64_t c, const int bits,
                                                              __m512i shuffle, __m512i mul) {
     if (bits == 8) return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(q + c)));
-    __m512i raw = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(q + c / 8 * bits)));
+    if (bits == 1) {  /* sign copies: one bit per code, 32 codes a 32-bit mask */
+        uint32_t m;
+        memcpy(&m, q + (uint64_t)c / 8, 4);
+        return _mm512_maskz_mov_epi16(_cvtu32_mask32(m), _mm512_set1_epi16(1));
+    }
+    __m512i raw = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(q + (uint64_t)c / 8 * bits)));
     return _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_shuffle_epi8(raw, shuffle), mul), 16 - bits);
 }
 
@@ -382,11 +387,25 @@ static inline float zero_term16(const f16 *scale, const uint8_t *z, const float 
 }
 
 /* sum_g coef_g (q_g . xq_g) over one row; the last group may be shorter (cols: whole chunks) */
-static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, const float *coef, const int16_t *xq,
+static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, const float *coef, const f16 *scale,
+                                                              const float *xs, const int16_t *xq,
                                                               int64_t ngroups, int64_t group, int64_t cols,
                                                               const int bits, __m512i shuffle, __m512i mul) {
     __m512 even = _mm512_setzero_ps(), odd = even;
     int64_t g = 0;
+    if (group == 64) {  /* the usual group: two chunks each, one pointer step per group */
+        const int64_t whole = cols / 64, step = 8 * bits;  /* bytes of one group's codes */
+        const uint8_t *p = q;
+        const int16_t *xp = xq;
+        for (; g + 2 <= whole; g += 2, p += 2 * step, xp += 128) {
+            __m512i a = DOT16X(_mm512_setzero_si512(), codes32(p, 0, bits, shuffle, mul), _mm512_loadu_si512(xp));
+            __m512i b = DOT16X(_mm512_setzero_si512(), codes32(p + step, 0, bits, shuffle, mul), _mm512_loadu_si512(xp + 64));
+            a = DOT16X(a, codes32(p, 32, bits, shuffle, mul), _mm512_loadu_si512(xp + 32));
+            b = DOT16X(b, codes32(p + step, 32, bits, shuffle, mul), _mm512_loadu_si512(xp + 96));
+            even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps((float)scale[g] * xs[g]), even);
+            odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps((float)scale[g + 1] * xs[g + 1]), odd);
+        }
+    }
     for (; g + 2 <= ngroups; g += 2) {  /* two groups at a time: independent chains */
         int64_t c = g * group;
         __m512i a = group_dot(q, xq, c, MIN(cols, c + group), bits, shuffle, mul);
@@ -398,6 +417,44 @@ static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, 
         even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(q, xq, g * group, cols, bits, shuffle, mul)),
                                _mm512_set1_ps(coef[g]), even);
     return _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
+}
+
+/* lane r of the result: the 16 int32 lanes of v[r] summed (16 rows' dot products at once:
+ * pairs, then quads, then 128-bit lanes combined; ~45 instructions for 16 rows) */
+static inline __m512i sum16x16(__m512i v[16]) {
+    __m512i u[8], w[4];
+    for (int i = 0; i < 8; i++)  /* per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] */
+        u[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++)  /* per 128-bit lane: rows 4i..4i+3 */
+        w[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * i], u[2 * i + 1]), _mm512_unpackhi_epi64(u[2 * i], u[2 * i + 1]));
+    __m512i x0 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88), _mm512_shuffle_i32x4(w[0], w[1], 0xdd));
+    __m512i x1 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[2], w[3], 0x88), _mm512_shuffle_i32x4(w[2], w[3], 0xdd));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(x0, x1, 0x88), _mm512_shuffle_i32x4(x0, x1, 0xdd));
+}
+
+/* 16 short rows (a few groups: LoRA-like and predictor factors, low-rank w2) at once: a row
+ * of one or two groups would otherwise spend more on its own reductions than on its codes.
+ * y[r] = sum_g scale_g xs_g ((q . xq)_g - zero_g xqsum_g); q[r]: the rows' codes (loads safe) */
+static inline __attribute__((always_inline)) void rows16_int512(const uint8_t *q[16], const f16 *scale[16],
+                                                                const uint8_t *z[16], const int16_t *xq, const float *xs,
+                                                                const float *xqsum, int64_t ngroups, int64_t group,
+                                                                int64_t cols, const int bits, __m512i shuffle,
+                                                                __m512i mul, float *y) {
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ngroups; g++) {
+        const int64_t c0 = g * group, c1 = MIN(cols, c0 + group);
+        __m512i dots[16];
+        float sc[16], zr[16];
+        for (int r = 0; r < 16; r++) {
+            dots[r] = group_dot(q[r], xq, c0, c1, bits, shuffle, mul);
+            sc[r] = (float)scale[r][g];
+            zr[r] = (float)code_at(z[r], g, bits);
+        }
+        __m512 d = _mm512_cvtepi32_ps(sum16x16(dots));
+        d = _mm512_fnmadd_ps(_mm512_loadu_ps(zr), _mm512_set1_ps(xqsum[g]), d);
+        total = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(sc), _mm512_set1_ps(xs[g])), d, total);
+    }
+    _mm512_storeu_ps(y, total);
 }
 #endif
 #endif
@@ -428,7 +485,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 #endif
 #ifdef HAVE_PERMW
     __m512i mul512, shuffle = shuffle512(bits <= 4 ? bits : 1, &mul512);
-    const int wide = xq && bits > 1 && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % 32 == 0;
+    const int wide = xq && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % 32 == 0;
     float xqsum[ngroups];  /* the int16 x summed per group */
     for (int64_t g = 0; wide && g < ngroups; g++) {
         int32_t t = 0;
@@ -436,8 +493,34 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
         xqsum[g] = (float)t;
     }
 #endif
+    /* short rows, 16 at a time; blocks with a row too near the end of the codes for 16-byte
+     * loads (the matrix's last rows) are left to the row loop below (done[b] = 0) */
+    int64_t blocks = 0;
+#ifdef HAVE_PERMW
+    if (wide && cols <= 128) blocks = n / 16;
+#endif
+    uint8_t done[blocks + 1];
+#ifdef HAVE_PERMW
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+    for (int64_t b = 0; b < blocks; b++) {
+        const uint8_t *q[16], *z[16];
+        const f16 *sc[16];
+        int safe = 1;
+        for (int k = 0; k < 16; k++) {
+            const int64_t r = rows ? rows[16 * b + k] : 16 * b + k;
+            q[k] = Q + r * qstride, z[k] = Z + r * zstride, sc[k] = S + r * ngroups;
+            safe &= qbytes - r * qstride >= qstride + 16;
+        }
+        if ((done[b] = (uint8_t)safe)) switch (bits) {
+#define CASE(B) case B: rows16_int512(q, sc, z, xq, xs, xqsum, ngroups, group, cols, B, shuffle, mul512, y + 16 * b); break;
+                CASE(1) CASE(2) CASE(3) CASE(4) CASE(8)
+#undef CASE
+            }
+    }
+#endif
+#pragma omp parallel for schedule(static) if ((n - 16 * blocks) * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
+        if (i < 16 * blocks && done[i / 16]) continue;
         int64_t r = rows ? rows[i] : i;
         const uint8_t *q = Q + r * qstride, *z = Z + r * zstride;
         const int64_t avail = qbytes - r * qstride;
@@ -454,8 +537,8 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
             float coef[ngroups];
             const float zt = zero_term16(scale, z, xs, xqsum, ngroups, bits, &u, coef);
             switch (bits) {
-#define CASE(B) case B: y[i] = row_int512(q, coef, xq, ngroups, group, cols, B, shuffle, mul512) - zt; break;
-                CASE(2) CASE(3) CASE(4) CASE(8)
+#define CASE(B) case B: y[i] = row_int512(q, coef, scale, xs, xq, ngroups, group, cols, B, shuffle, mul512) - zt; break;
+                CASE(1) CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
             }
             continue;
