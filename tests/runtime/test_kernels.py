@@ -132,3 +132,20 @@ def test_time_mix_kernel_equals_the_numpy_equations(monkeypatch):
     expect_T, expect_y = time_mix(b, S, r, w_raw, k, v, a_raw, g)
     np.testing.assert_allclose(T, expect_T, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y, expect_y, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("cols", [64, 96, 768, 40])
+def test_sign_copies_equal_the_decoded_signs(cols, mode):
+    """The predictors' 1-bit key copies (mv_bits in C): scale * (signs @ x), signs = +-1."""
+    from rwkvlite.format.encodings import encode_int
+    from rwkvlite.runtime.matrix import SignBits
+
+    rng = np.random.default_rng(cols)
+    signs = np.where(rng.standard_normal((50, cols)) >= 0, 1, -1)
+    entry, arrays = encode_int(signs, step=2)
+    scale = rng.uniform(0.5, 2.0, 50).astype(np.float32)
+    m = SignBits(entry, arrays, scale)
+    x = rng.standard_normal(cols).astype(np.float32)
+    expect = scale * (signs @ x.astype(np.float64))
+    tol = 1e-5 if mode == "exact" else 1e-4  # int16x: x rounded to 2^-15 of its largest value
+    np.testing.assert_allclose(m.mv(x), expect, atol=tol * 2 * cols * np.abs(x).max())

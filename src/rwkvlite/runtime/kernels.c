@@ -354,11 +354,14 @@ static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, i
 static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const int16_t *xq, int64_t c,
                                                                int64_t end, const int bits, __m512i shuffle, __m512i mul) {
     __m512i a = _mm512_setzero_si512(), b = a;
-    for (; c + 64 <= end; c += 64) {
-        a = DOT16X(a, codes32(q, c, bits, shuffle, mul), _mm512_loadu_si512(xq + c));
-        b = DOT16X(b, codes32(q, c + 32, bits, shuffle, mul), _mm512_loadu_si512(xq + c + 32));
+    const uint8_t *p = q + (uint64_t)c / 8 * bits;  /* chunk by chunk: 4 bits bytes of codes, 32 of x */
+    const int16_t *xp = xq + c;
+    int64_t k = (end - c) / 32;
+    for (; k >= 2; k -= 2, p += 8 * bits, xp += 64) {
+        a = DOT16X(a, codes32(p, 0, bits, shuffle, mul), _mm512_loadu_si512(xp));
+        b = DOT16X(b, codes32(p, 32, bits, shuffle, mul), _mm512_loadu_si512(xp + 32));
     }
-    if (c < end) a = DOT16X(a, codes32(q, c, bits, shuffle, mul), _mm512_loadu_si512(xq + c));
+    if (k) a = DOT16X(a, codes32(p, 0, bits, shuffle, mul), _mm512_loadu_si512(xp));
     return _mm512_add_epi32(a, b);
 }
 
@@ -501,7 +504,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 #endif
     uint8_t done[blocks + 1];
 #ifdef HAVE_PERMW
-#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (blocks && n * cols >= PARALLEL_MIN)
     for (int64_t b = 0; b < blocks; b++) {
         const uint8_t *q[16], *z[16];
         const f16 *sc[16];
@@ -1079,6 +1082,52 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *bo
         }
     }
     free(pairs);
+}
+
+/* ---------------------------------------------------------------- sign bits */
+
+/* y[i] = sum of x over the set bits of row i (bit c of a row: byte c/8, bit c%8), for the
+ * FFN predictors' 1-bit key copies (runtime/model.py, Predictor). With AVX-512 x is rounded
+ * to int16 as on mv_sq's int path (one group: the row) and 32 bits become a 0/1 vector of
+ * int16 for one multiply-add, without the scale, zero and group book-keeping of mv_sq. */
+void mv_bits(const uint8_t *Q, int64_t qstride, int64_t cols, const float *x, float *y, int64_t n) {
+#ifdef HAVE_PERMW
+    if (int16_x && cols % 32 == 0) {
+        int16_t *xq = malloc(cols * sizeof *xq);
+        float xs;
+        if (xq) {
+            quantize_x(x, cols, cols, xq, &xs);
+            const __m512i one = _mm512_set1_epi16(1);
+#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+            for (int64_t i = 0; i < n; i++) {
+                const uint8_t *q = Q + i * qstride;
+                __m512i a = _mm512_setzero_si512(), b = a;
+                int64_t c = 0;
+                for (; c + 64 <= cols; c += 64) {
+                    uint32_t m0, m1;
+                    memcpy(&m0, q + c / 8, 4), memcpy(&m1, q + c / 8 + 4, 4);
+                    a = DOT16X(a, _mm512_maskz_mov_epi16(_cvtu32_mask32(m0), one), _mm512_loadu_si512(xq + c));
+                    b = DOT16X(b, _mm512_maskz_mov_epi16(_cvtu32_mask32(m1), one), _mm512_loadu_si512(xq + c + 32));
+                }
+                if (c < cols) {
+                    uint32_t m0;
+                    memcpy(&m0, q + c / 8, 4);
+                    a = DOT16X(a, _mm512_maskz_mov_epi16(_cvtu32_mask32(m0), one), _mm512_loadu_si512(xq + c));
+                }
+                y[i] = xs * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(a, b));
+            }
+            free(xq);
+            return;
+        }
+    }
+#endif
+#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *q = Q + i * qstride;
+        float acc = 0.f;
+        for (int64_t c = 0; c < cols; c++) acc += (q[c / 8] >> (c % 8) & 1) ? x[c] : 0.f;
+        y[i] = acc;
+    }
 }
 
 /* ---------------------------------------------------------------- bandwidth */

@@ -21,4 +21,5 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
            int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n);
 void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book, const f16 *bscale, int bits, int dim,
              int64_t group, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n);
+void mv_bits(const uint8_t *Q, int64_t qstride, int64_t cols, const float *x, float *y, int64_t n);
 #endif

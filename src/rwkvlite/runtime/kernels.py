@@ -46,6 +46,7 @@ SIGNATURES = {
     "set_threads": [ctypes.c_int],
     "threads": [],
     "read_sum": [VP, I64],
+    "mv_bits": [VP, I64, I64, VP, VP, I64],
 }
 RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int, "rwkv7_block": I64,
             "rwkv7_block_floats": I64,

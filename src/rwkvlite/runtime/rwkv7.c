@@ -130,11 +130,13 @@ static int64_t active(const predictor_t *p, const float *x, int64_t C, int64_t F
     mat_mv(&p->m1, x, h, NULL, p->m1.rows);
     for (int64_t i = 0; i < p->m1.rows; i++) h[i] = fmaxf(h[i] + p->b1[i], 0.f);
     mat_mv(&p->m2, h, z, NULL, F);  /* sigmoid(z + b2) > threshold  <=>  z > cut */
-    mat_mv(&p->copy, x, s, NULL, F);
     if (p->scale) {  /* sign copy: W x = scale (2 bits.x - sum x) */
+        mv_bits(p->copy.q, p->copy.stride, C, x, s, F);
         float sum = 0.f;
         for (int64_t c = 0; c < C; c++) sum += x[c];
         for (int64_t i = 0; i < F; i++) s[i] = p->scale[i] * (2.f * s[i] - sum);
+    } else {
+        mat_mv(&p->copy, x, s, NULL, F);
     }
     int64_t n = MAX(1, (int64_t)nearbyint(p->keep * (double)F));
     float cutoff = kth_smallest(s, F, F - n, (uint32_t *)t);
