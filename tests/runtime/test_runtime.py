@@ -126,11 +126,28 @@ def test_lean_runtime_does_not_import_torch(source):
     folder, path, text = source
     out = folder / "lean-int8.rwkvlite"
     compress(path, out, RECIPES["int8"], progress=False)
-    code = ("import sys; from rwkvlite.runtime import Runtime; rt = Runtime(sys.argv[1]); rt.step(5); "
-            "print('torch' in sys.modules)")
+    code = ("import sys; from rwkvlite.runtime import Runtime; from rwkvlite.runtime.bench import bench; "
+            "from rwkvlite.runtime.generate import sample; rt = Runtime(sys.argv[1]); sample(rt.step(5)[0]); "
+            "bench(sys.argv[1], 2, 2); print('torch' in sys.modules, '_hashlib' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "False"
+    assert r.stdout.strip() == "False False"  # nor OpenSSL (numpy.random would load it)
+
+
+def test_nucleus_sampling_keeps_the_top_mass_and_follows_the_probabilities():
+    import random
+
+    from rwkvlite.runtime.generate import sample
+
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    rng = random.Random(0)
+    draws = np.bincount([sample(logits, 1.0, 0.85, rng) for _ in range(4000)], minlength=4)
+    assert draws[3] == 0  # outside the top 0.85 (0.5 + 0.3 + 0.15 is needed to reach it)
+    np.testing.assert_allclose(draws[:3] / 4000, np.array([0.5, 0.3, 0.15]) / 0.95, atol=0.03)
+    assert {sample(logits, 1.0, 0.4, rng) for _ in range(50)} == {0}
+    assert sample(logits, 0.0) == 0
+    assert [sample(logits, 1.0, 1.0, random.Random(7)) for _ in range(3)] == \
+        [sample(logits, 1.0, 1.0, random.Random(7)) for _ in range(3)]
 
 
 def test_run_chat_and_bench_commands(source, tmp_path):

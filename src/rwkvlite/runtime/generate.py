@@ -1,7 +1,12 @@
 """Sampling and streamed generation for the lean runtime (numpy; same rules as
-rwkvlite.generate: greedy at temperature 0, else nucleus sampling)."""
+rwkvlite.generate: greedy at temperature 0, else nucleus sampling).
+
+Random numbers come from Python's `random`, not numpy.random: importing numpy.random loads
+OpenSSL (through `secrets` and `hashlib`), 3-4 MiB of resident memory in a runtime meant to
+stay small."""
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,15 +25,15 @@ def sample(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.85, rn
     order = np.argsort(-p, kind="stable")
     sorted_p = p[order]
     keep = np.cumsum(sorted_p) - sorted_p < top_p  # tokens needed to reach mass top_p
-    sorted_p = sorted_p * keep
-    rng = rng or np.random.default_rng()
-    return int(order[rng.choice(len(order), p=sorted_p / sorted_p.sum())])
+    cdf = np.cumsum(sorted_p * keep)
+    u = (rng or random.Random()).random() * cdf[-1]
+    return int(order[min(int(np.searchsorted(cdf, u, side="right")), len(order) - 1)])
 
 
 def generate(runtime, tokenizer, prompt: str, max_tokens: int = 100, temperature: float = 1.0, top_p: float = 0.85,
              seed: int | None = None, state=None) -> Iterator[str]:
     """Yield text pieces as they are generated; runtime.state holds the state afterwards."""
-    rng = np.random.default_rng(seed)
+    rng = random.Random(seed)
     logits, own = None, False
     for t in tokenizer.encode(prompt) or [0]:
         logits, state = runtime.step(t, state, inplace=own)  # the caller's state is copied once
