@@ -159,6 +159,18 @@ void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t 
         const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
         float acc = 0.f;
         int64_t c = 0;
+#ifdef HAVE_PERMW
+        __m512 u = _mm512_setzero_ps(), u1 = u, u2 = u, u3 = u;  /* 64 weights a step, 4 chains */
+#define F16X16(o) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + c + (o))))
+        for (; c + 64 <= cols; c += 64) {
+            u = _mm512_fmadd_ps(F16X16(0), _mm512_loadu_ps(x + c), u);
+            u1 = _mm512_fmadd_ps(F16X16(16), _mm512_loadu_ps(x + c + 16), u1);
+            u2 = _mm512_fmadd_ps(F16X16(32), _mm512_loadu_ps(x + c + 32), u2);
+            u3 = _mm512_fmadd_ps(F16X16(48), _mm512_loadu_ps(x + c + 48), u3);
+        }
+#undef F16X16
+        acc = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(u, u1), _mm512_add_ps(u2, u3)));
+#endif
 #ifdef HAVE_AVX2
         __m256 v = _mm256_setzero_ps(), v1 = v, v2 = v, v3 = v;  /* 4 chains hide the FMA latency */
 #define F16X8(o) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c + (o))))
@@ -169,7 +181,7 @@ void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t 
             v3 = _mm256_fmadd_ps(F16X8(24), _mm256_loadu_ps(x + c + 24), v3);
         }
         for (; c + 8 <= cols; c += 8) v = _mm256_fmadd_ps(F16X8(0), _mm256_loadu_ps(x + c), v);
-        acc = hsum(_mm256_add_ps(_mm256_add_ps(v, v1), _mm256_add_ps(v2, v3)));
+        acc += hsum(_mm256_add_ps(_mm256_add_ps(v, v1), _mm256_add_ps(v2, v3)));
 #endif
         for (; c < cols; c++) acc += (float)w[c] * x[c];
         y[i] = acc;
