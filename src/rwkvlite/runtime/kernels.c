@@ -159,6 +159,10 @@ void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t 
         const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
         float acc = 0.f;
         int64_t c = 0;
+        if (i + 4 < n) {  /* fetch four rows ahead */
+            const f16 *next = W + (int64_t)(rows ? rows[i + 4] : i + 4) * cols;
+            for (int64_t o = 0; o < cols; o += 32) __builtin_prefetch(next + o);
+        }
 #ifdef HAVE_PERMW
         __m512 u = _mm512_setzero_ps(), u1 = u, u2 = u, u3 = u;  /* 64 weights a step, 4 chains */
 #define F16X16(o) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + c + (o))))
@@ -540,8 +544,8 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
         const uint8_t *q = Q + r * qstride, *z = Z + r * zstride;
         const int64_t avail = qbytes - r * qstride;
         const f16 *scale = S + r * ngroups;
-        if (rows && i + AHEAD < n) {  /* scattered rows (FFN neurons, head clusters): fetch ahead */
-            const int64_t next = rows[i + AHEAD];
+        if (i + AHEAD < n) {  /* fetch ahead (scattered rows: FFN neurons, head clusters; and whole matrices) */
+            const int64_t next = rows ? rows[i + AHEAD] : i + AHEAD;
             for (int64_t o = 0; o < qstride; o += 64) __builtin_prefetch(Q + next * qstride + o);
             __builtin_prefetch(S + next * ngroups);
             __builtin_prefetch(Z + next * zstride);
