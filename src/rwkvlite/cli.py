@@ -174,8 +174,12 @@ def cmd_chat(args) -> None:
     """A line-by-line chat: 'User: ...' / 'Assistant:' turns, the state carried between them."""
     from .runtime.generate import generate
 
+    import random
+
     rt, tok = _lean(args.model, args.tokenizer, args.threads)
-    state = None
+    if args.seed is not None and args.seed < 0:
+        raise RWKVLiteError(f"the seed must be 0 or more, not {args.seed}")
+    state, rng = None, random.Random(args.seed)  # one random stream for the whole chat
     print("chat: type a message, an empty line or Ctrl-D to stop", file=sys.stderr)
     while True:
         try:
@@ -186,7 +190,7 @@ def cmd_chat(args) -> None:
             break
         reply = ""
         for piece in generate(rt, tok, f"User: {line.strip()}\n\nAssistant:", max_tokens=args.max_tokens,
-                              temperature=args.temperature, top_p=args.top_p, seed=args.seed, state=state):
+                              temperature=args.temperature, top_p=args.top_p, state=state, rng=rng):
             reply += piece
             if "\n\n" in reply:
                 break
@@ -202,7 +206,8 @@ def cmd_bench(args) -> None:
     if is_compressed(args.model):  # the lean runtime, in this torch-free process
         from .runtime.bench import bench as lean_bench
 
-        f = lean_bench(args.model, gen_tokens=args.gen_tokens, threads=args.threads)
+        f = lean_bench(args.model, prompt_tokens=16 if args.prompt_tokens is None else args.prompt_tokens,
+                       gen_tokens=args.gen_tokens, threads=args.threads)
         print(f"lean runtime ({f['kernels']} kernels, {f['threads']} threads): load {f['load_s']:.2f} s   decode "
               f"{f['decode_ms_per_token']:.2f} ms/token, median {f['decode_ms_per_token_median']:.2f} "
               f"({f['decode_tokens_per_s']:.1f} tok/s)   reads "
@@ -221,6 +226,8 @@ def cmd_bench(args) -> None:
     from .eval.results import record, write_json
     from .eval.speed import bench
 
+    if args.prompt_tokens is None:
+        args.prompt_tokens = 512
     figures = bench(args.model, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, device=args.device)
     print(f"load {figures['load_s']:.2f} s   prefill {figures['prefill_tokens_per_s']:.1f} tok/s   "
           f"decode {figures['decode_ms_per_token']:.2f} ms/tok ({figures['decode_tokens_per_s']:.1f} tok/s)")
@@ -353,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("bench", help="load time, peak RSS per phase and speed (compressed files: lean runtime)")
     p.add_argument("model")
-    p.add_argument("--prompt-tokens", dest="prompt_tokens", type=int, default=512)
+    p.add_argument("--prompt-tokens", dest="prompt_tokens", type=int, default=None,
+                   help="tokens stepped before timing (default: 512; 16 for the lean runtime)")
     p.add_argument("--gen-tokens", dest="gen_tokens", type=int, default=128)
     p.add_argument("--json", default=None)
     p.add_argument("--device", default=None)

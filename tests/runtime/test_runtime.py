@@ -4,6 +4,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from rwkvlite.errors import RWKVLiteError
 import torch
 
 from rwkvlite.loaders import load_model, save_model
@@ -145,9 +147,16 @@ def test_nucleus_sampling_keeps_the_top_mass_and_follows_the_probabilities():
     assert draws[3] == 0  # outside the top 0.85 (0.5 + 0.3 + 0.15 is needed to reach it)
     np.testing.assert_allclose(draws[:3] / 4000, np.array([0.5, 0.3, 0.15]) / 0.95, atol=0.03)
     assert {sample(logits, 1.0, 0.4, rng) for _ in range(50)} == {0}
-    assert sample(logits, 0.0) == 0
-    assert [sample(logits, 1.0, 1.0, random.Random(7)) for _ in range(3)] == \
-        [sample(logits, 1.0, 1.0, random.Random(7)) for _ in range(3)]
+    assert sample(logits, 0.0) == 0 and sample(logits, 1.0, 0.0) == 0  # greedy
+    draws = [[sample(logits, 1.0, 1.0, r) for _ in range(20)] for r in (random.Random(7), random.Random(7))]
+    assert draws[0] == draws[1] != [sample(logits, 1.0, 1.0, random.Random(8)) for _ in range(20)]  # seeded
+    flat = np.zeros(8)
+    assert {sample(flat, 1.0, 0.5, rng) for _ in range(200)} == {0, 1, 2, 3}  # ties: the first half
+    masked = np.array([-np.inf, 0.0, -np.inf, 1.0])
+    assert {sample(masked, 1.0, 1.0, rng) for _ in range(200)} == {1, 3}  # -inf is never drawn
+    for bad in ([0.0, np.nan, 1.0], [0.0, np.inf, 1.0], [-np.inf] * 3):
+        with pytest.raises(RWKVLiteError, match="not finite"):
+            sample(np.array(bad), 1.0, 0.9, rng)
 
 
 def test_run_chat_and_bench_commands(source, tmp_path):

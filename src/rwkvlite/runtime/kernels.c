@@ -9,7 +9,7 @@
  * only the rows it needs (predicted-active FFN neurons, chosen head clusters, ...).
  *   mv_*    y[i] = W[row_i] . x                 (threads split the rows)
  *   axpy_*  y   += sum_i a[i] W[row_i]          (rows of a transposed matrix; threads split y)
- * Accumulation is float32, or int32 within a group on the int16-x path of mv_sq.
+ * Accumulation is float32, or int32 within a group on the int16-x paths (mv_sq, mv_bits).
  */
 #include <math.h>
 #include <stdint.h>
@@ -114,14 +114,14 @@ static inline __m256i unpack16(const uint8_t *q, int64_t c, int64_t avail, const
 }
 
 /* sum over codes c0..c1 (whole 16-code chunks) of code * xq, in 8 int32 lanes: the general
- * case (sign bits, a matrix's last rows, partial groups); row_int below is the fast one */
+ * case (1-bit codes, a matrix's last rows, partial groups); row_int below is the fast one */
 static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t avail, const unpacker *u,
                               const int16_t *xq) {
     __m256i acc = _mm256_setzero_si256();
     int64_t c = c0;
 #define MADD(acc, codes, at) acc = DOT16(acc, codes, _mm256_loadu_si256((const __m256i *)(xq + (at))))
 #ifdef HAVE_PERMW
-    if (u->bits == 1) {  /* sign bits: 32 bits are a mask selecting x's int16 values */
+    if (u->bits == 1) {  /* 1-bit codes: 32 bits are a mask selecting x's int16 values */
         __m512i wide = _mm512_setzero_si512();
         const __m512i ones = _mm512_set1_epi16(1);
         for (; c + 32 <= c1; c += 32) {
@@ -337,7 +337,7 @@ static inline __attribute__((always_inline)) __m256 row_int(const uint8_t *q, co
 }
 
 #ifdef HAVE_PERMW
-/* The AVX-512 row kernel, for 2-4- and 8-bit codes in groups of whole 32-code chunks. 32
+/* The AVX-512 row kernel, for 1-4- and 8-bit codes in groups of whole 32-code chunks. 32
  * codes of b <= 4 bits (4b <= 16 bytes) come from one 16-byte load broadcast to the four
  * 128-bit lanes, lane L unpacking codes 8L..8L+7 with the shuffle-multiply-shift of unpack16;
  * 8-bit codes are widened. A row is
@@ -370,7 +370,7 @@ static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, i
 static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const int16_t *xq, int64_t c,
                                                                int64_t end, const int bits, __m512i shuffle, __m512i mul) {
     __m512i a = _mm512_setzero_si512(), b = a;
-    const uint8_t *p = q + (uint64_t)c / 8 * bits;  /* chunk by chunk: 4 bits bytes of codes, 32 of x */
+    const uint8_t *p = q + (uint64_t)c / 8 * bits;  /* two chunks a step: 8 bits bytes of codes, 64 of x */
     const int16_t *xp = xq + c;
     int64_t k = (end - c) / 32;
     for (; k >= 2; k -= 2, p += 8 * bits, xp += 64) {
@@ -478,7 +478,7 @@ static inline __attribute__((always_inline)) void rows16_int512(const uint8_t *q
 #endif
 #endif
 
-#define AHEAD 4  /* rows fetched ahead of the one multiplied, in a row list */
+#define AHEAD 4  /* rows fetched ahead of the one multiplied (a row list's or the next ones) */
 
 void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride, int bits,
            int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
@@ -516,7 +516,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
      * loads (the matrix's last rows) are left to the row loop below (done[b] = 0) */
     int64_t blocks = 0;
 #ifdef HAVE_PERMW
-    if (wide && cols <= 128) blocks = n / 16;
+    if (wide && cols <= 128) blocks = n / 16;  /* sum16x16 adds up to cols x 255 x 32767 per lane: < 2^31 */
 #endif
     uint8_t done[blocks + 1];
 #ifdef HAVE_PERMW
@@ -1137,11 +1137,32 @@ void mv_bits(const uint8_t *Q, int64_t qstride, int64_t cols, const float *x, fl
         }
     }
 #endif
+    /* float x (exact mode, AVX2-only and plain builds): x where the bit is set, else 0 */
 #pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *q = Q + i * qstride;
         float acc = 0.f;
-        for (int64_t c = 0; c < cols; c++) acc += (q[c / 8] >> (c % 8) & 1) ? x[c] : 0.f;
+        int64_t c = 0;
+#ifdef HAVE_PERMW
+        __m512 v[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (; c + 64 <= cols; c += 64)  /* 16 bits a mask, four chains */
+            for (int k = 0; k < 4; k++) {
+                uint16_t m;
+                memcpy(&m, q + c / 8 + 2 * k, 2);
+                v[k] = _mm512_mask_add_ps(v[k], _cvtu32_mask16(m), v[k], _mm512_loadu_ps(x + c + 16 * k));
+            }
+        acc = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(v[0], v[1]), _mm512_add_ps(v[2], v[3])));
+#elif defined(HAVE_AVX2)
+        const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        __m256 v[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (; c + 32 <= cols; c += 32)  /* a byte's bits as a lane mask, four chains */
+            for (int k = 0; k < 4; k++) {
+                const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(q[c / 8 + k]), bit), bit);
+                v[k] = _mm256_add_ps(v[k], _mm256_and_ps(_mm256_castsi256_ps(set), _mm256_loadu_ps(x + c + 8 * k)));
+            }
+        acc = hsum(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3])));
+#endif
+        for (; c < cols; c++) acc += (float)(q[c / 8] >> (c % 8) & 1) * x[c];  /* branch-free: random bits */
         y[i] = acc;
     }
 }

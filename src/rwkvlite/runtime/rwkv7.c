@@ -91,7 +91,7 @@ static void linear(const linear_t *l, const float *x, float *y, float *h) {
 /* The FFN's predicted-active neurons (passes/ffn_predictor.py): MLP OR the top `keep` share
  * of a 1-bit (or decoded n-bit) copy of the key */
 typedef struct {
-    mat_t m1, m2, copy;  /* copy: sign bits as 1-bit sq with scale 1, zero 0 (then scale: row scales), or f32 */
+    mat_t m1, m2, copy;  /* copy: sign bits (mv_bits: q and stride; then scale: row scales), or f32 */
     const float *b1, *cut, *scale;
     double keep;
 } predictor_t;
