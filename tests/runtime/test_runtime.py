@@ -136,6 +136,26 @@ def test_lean_runtime_does_not_import_torch(source):
     assert r.stdout.strip() == "False False"  # nor OpenSSL (numpy.random would load it)
 
 
+def test_generation_stopped_early_leaves_its_state(source):
+    """rwkvlite chat stops a reply at a blank line: the state must still be there."""
+    from rwkvlite.runtime.generate import generate
+    from rwkvlite.tokenizer import tokenizer_for
+
+    folder, path, text = source
+    out = folder / "lean-int8.rwkvlite"
+    if not out.exists():
+        compress(path, out, RECIPES["int8"], progress=False)
+    rt = Runtime(out)
+    tok = tokenizer_for(type("C", (), {"vocab_size": rt.config["vocab_size"]})(), "bytes")
+    pieces = generate(rt, tok, "Hi", max_tokens=10, seed=0)
+    next(pieces)
+    pieces.close()  # what a for loop's break does
+    state = rt.state
+    assert len(state) == len(rt.blocks) and all(np.isfinite(s["wkv"]).all() for s in state)
+    with pytest.raises(RWKVLiteError, match="seed"):
+        next(generate(rt, tok, "Hi", seed=-1))
+
+
 def test_nucleus_sampling_keeps_the_top_mass_and_follows_the_probabilities():
     import random
 

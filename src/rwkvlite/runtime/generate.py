@@ -22,14 +22,14 @@ def sample(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.85, rn
     if temperature <= 0 or top_p <= 0:
         return int(np.argmax(logits))
     z = logits.astype(np.float64) / temperature
+    if not np.isfinite(z.max()):  # a NaN, an infinity, or nothing but -inf
+        raise RWKVLiteError("the logits are not finite numbers (NaN or infinite): nothing to sample from")
     p = np.exp(z - z.max())
     p /= p.sum()
     order = np.argsort(-p, kind="stable")
     sorted_p = p[order]
     keep = np.cumsum(sorted_p) - sorted_p < top_p  # tokens needed to reach mass top_p
     cdf = np.cumsum(sorted_p * keep)
-    if not np.isfinite(cdf[-1]) or cdf[-1] <= 0:
-        raise RWKVLiteError("the logits are not finite numbers (NaN or infinite): nothing to sample from")
     u = (rng or random.Random()).random() * cdf[-1]  # below cdf[-1]: a kept token (probability > 0)
     return int(order[int(np.searchsorted(cdf, u, side="right"))])
 
