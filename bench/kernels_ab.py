@@ -1,0 +1,98 @@
+"""Two builds of the C kernels on the same matrices, called in alternation in one process.
+
+The machine's speed drifts by tens of percent between minutes, so kernel changes are judged
+by alternating calls of the old and new builds rather than by runs taken apart. OLD is the
+runtime folder of another checkout (e.g. `git worktree add /tmp/old 40d1ac3`, then
+--old /tmp/old/src/rwkvlite/runtime); NEW is this checkout's. For each case: a random
+scalar-quantized (group 64) or fp16 matrix, `mv` over all rows or a sorted share of them,
+--rounds rounds of --calls calls per build; reported: the median time per call of each
+build, the median of the per-round ratios new/old, and the largest difference between the
+two builds' outputs. --cycle K multiplies K different matrices in turn (K x the size beyond
+the caches: memory-bound rather than compute-bound).
+
+usage: python bench/kernels_ab.py --old DIR [--threads 1] [--rounds 30] [--calls 50]
+                                  [--cases 3072x768:3 3072x64:3 768x96:3 ...] [--cycle 1]
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+from rwkvlite.format.encodings import encode_dense, encode_sq
+from rwkvlite.runtime import kernels
+from rwkvlite.runtime.matrix import matrix
+
+CASES = ["3072x768:3", "3072x768:2", "3072x768:4", "3072x768:8", "3072x64:3", "768x96:3", "3072x768:16",
+         "3072x768:3@0.7"]
+
+
+def load(folder: str, out: str, threads: int):
+    """The kernels of a runtime folder, compiled as the runtime compiles them."""
+    srcs = [os.path.join(folder, n) for n in ("kernels.c", "rwkv7.c")]
+    subprocess.run(["gcc", *kernels.FLAGS, *kernels.OPENMP, "-o", out, *srcs, "-lm"], check=True)
+    lib = ctypes.CDLL(out)
+    for name, args in kernels.SIGNATURES.items():
+        if hasattr(lib, name):
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, kernels.RESTYPES.get(name)
+    lib.set_threads(threads)
+    return lib
+
+
+def case_matrix(rng, rows: int, cols: int, bits: int):
+    if bits == 16:
+        return matrix(*encode_dense(rng.standard_normal((rows, cols)).astype(np.float32)))
+    groups = -(-cols // 64)
+    return matrix(*encode_sq(rng.integers(0, 2**bits, (rows, cols)), rng.uniform(0.01, 0.02, (rows, groups)),
+                             rng.integers(0, 2**bits, (rows, groups)), bits, 64, [rows, cols]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--old", required=True, help="runtime folder of the baseline checkout")
+    ap.add_argument("--new", default=os.path.dirname(kernels.__file__))
+    ap.add_argument("--cases", nargs="+", default=CASES, help="ROWSxCOLS:BITS[@SHARE] (16 bits: fp16)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--calls", type=int, default=50)
+    ap.add_argument("--cycle", type=int, default=1, help="matrices per case, multiplied in turn")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    libs = {k: load(getattr(args, k), os.path.join(tmp, f"{k}.so"), args.threads) for k in ("old", "new")}
+    rng = np.random.default_rng(0)
+    print(f"threads {args.threads}, {args.rounds} rounds of {args.calls} calls, {args.cycle} matrices per case")
+    print(f"{'case':18s} {'old us':>9s} {'new us':>9s} {'new/old':>8s} {'max diff':>9s}")
+    for case in args.cases:
+        shape, _, rest = case.partition(":")
+        bits, _, share = rest.partition("@")
+        rows, cols, bits = *map(int, shape.split("x")), int(bits)
+        ms = [case_matrix(rng, rows, cols, bits) for _ in range(args.cycle)]
+        for m in ms:
+            m._bound()
+        x = rng.standard_normal(cols).astype(np.float32)
+        sel = None
+        if share:
+            sel = np.sort(rng.choice(rows, int(rows * float(share)), replace=False)).astype(np.int32)
+        n = rows if sel is None else len(sel)
+        y = {k: np.zeros(n, np.float32) for k in libs}
+        times = {k: [] for k in libs}
+        for _ in range(args.rounds):
+            for k, lib in libs.items():
+                fn = lib.mv_f16 if bits == 16 else lib.mv_sq
+                start = time.perf_counter()
+                for i in range(args.calls):
+                    fn(*ms[i % len(ms)]._pre, kernels.ptr(x), kernels.ptr(y[k]), kernels.ptr(sel), n)
+                times[k].append((time.perf_counter() - start) / args.calls * 1e6)
+        ratio = float(np.median(np.array(times["new"]) / np.array(times["old"])))
+        print(f"{case:18s} {np.median(times['old']):9.1f} {np.median(times['new']):9.1f} {ratio:8.3f} "
+              f"{float(np.abs(y['new'] - y['old']).max()):9.2e}")
+
+
+if __name__ == "__main__":
+    main()
