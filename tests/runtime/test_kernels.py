@@ -98,6 +98,10 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     m = matrix(entry, arrays)
     short_entry, short_arrays = sq_matrix(rng, 1000, 96, 3, 64)  # short rows, 16 at a time, threaded
     short = matrix(short_entry, short_arrays)
+    lora_entry, lora_arrays = sq_matrix(rng, 1000, 64, 3, 64)  # a LoRA factor [in, r]: rows split by thread
+    lora = matrix(lora_entry, lora_arrays)
+    a = rng.standard_normal(1000).astype(np.float32)
+    sub = np.sort(rng.choice(1000, 700, replace=False)).astype(np.int32)
     x = rng.standard_normal(512).astype(np.float32)
     before = kernels.threads()
     kernels.set_threads(n_threads)
@@ -107,6 +111,9 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     try:
         got = m.mv(x).copy()
         got_short = short.mv(x[:96]).copy()
+        got_lora, got_lora_sub = np.ones(64, np.float32), np.ones(64, np.float32)
+        lora.axpy(a, got_lora)
+        lora.axpy(a[:700], got_lora_sub, sub)
         y = np.zeros(512, np.float32)
         m.axpy(x, y)
     finally:
@@ -115,6 +122,9 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     np.testing.assert_allclose(got, W @ x, rtol=1e-4, atol=1e-4 * np.abs(W @ x).max())
     Ws = decode(short_entry, short_arrays).astype(np.float64)
     np.testing.assert_allclose(got_short, Ws @ x[:96], rtol=1e-4, atol=1e-4 * np.abs(Ws @ x[:96]).max())
+    Wl = decode(lora_entry, lora_arrays).astype(np.float64)
+    for got, want in ((got_lora, 1 + a @ Wl), (got_lora_sub, 1 + a[:700] @ Wl[sub])):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
     np.testing.assert_allclose(y, x @ W, rtol=1e-4, atol=1e-4 * np.abs(x @ W).max())
 
 
@@ -156,3 +166,4 @@ def test_sign_copies_equal_the_decoded_signs(cols, mode):
     expect = scale * (signs @ x.astype(np.float64))
     tol = 1e-6 if mode == "exact" else 1e-4  # int16x: x rounded to 2^-15 of its largest value
     np.testing.assert_allclose(m.mv(x), expect, atol=tol * 2 * cols * np.abs(x).max())
+

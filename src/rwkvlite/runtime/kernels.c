@@ -355,7 +355,7 @@ static __m512i shuffle512(int bits, __m512i *mul) {
 static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, int64_t c, const int bits,
                                                              __m512i shuffle, __m512i mul) {
     if (bits == 8) return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(q + c)));
-    if (bits == 1) {  /* sign copies: one bit per code, 32 codes a 32-bit mask */
+    if (bits == 1) {  /* 1-bit codes: 32 codes a 32-bit mask */
         uint32_t m;
         memcpy(&m, q + (uint64_t)c / 8, 4);
         return _mm512_maskz_mov_epi16(_cvtu32_mask32(m), _mm512_set1_epi16(1));
