@@ -16,10 +16,7 @@ usage: python bench/kernels_ab.py --old DIR [--threads 1] [--rounds 30] [--calls
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import subprocess
-import tempfile
 import time
 
 import numpy as np
@@ -32,15 +29,12 @@ CASES = ["3072x768:3", "3072x768:2", "3072x768:4", "3072x768:8", "3072x64:3", "7
          "3072x768:3@0.7"]
 
 
-def load(folder: str, out: str, threads: int):
-    """The kernels of a runtime folder, compiled as the runtime compiles them."""
-    srcs = [os.path.join(folder, n) for n in ("kernels.c", "rwkv7.c")]
-    subprocess.run(["gcc", *kernels.FLAGS, *kernels.OPENMP, "-o", out, *srcs, "-lm"], check=True)
-    lib = ctypes.CDLL(out)
-    for name, args in kernels.SIGNATURES.items():
-        if hasattr(lib, name):
-            fn = getattr(lib, name)
-            fn.argtypes, fn.restype = args, kernels.RESTYPES.get(name)
+def load(folder: str, threads: int):
+    """The kernels of a runtime folder, compiled and cached as the runtime compiles its own."""
+    path = kernels.build([os.path.join(folder, n) for n in ("kernels.c", "rwkv7.c")], os.path.join(folder, "kernels.h"))
+    if path is None:
+        raise SystemExit(f"could not compile the kernels in {folder}")
+    lib = kernels.load(path)
     lib.set_threads(threads)
     return lib
 
@@ -63,8 +57,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--cycle", type=int, default=1, help="matrices per case, multiplied in turn")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp()
-    libs = {k: load(getattr(args, k), os.path.join(tmp, f"{k}.so"), args.threads) for k in ("old", "new")}
+    libs = {k: load(getattr(args, k), args.threads) for k in ("old", "new")}
     rng = np.random.default_rng(0)
     print(f"threads {args.threads}, {args.rounds} rounds of {args.calls} calls, {args.cycle} matrices per case")
     print(f"{'case':18s} {'old us':>9s} {'new us':>9s} {'new/old':>8s} {'max diff':>9s}")

@@ -172,14 +172,10 @@ def cmd_run(args) -> None:
 
 def cmd_chat(args) -> None:
     """A line-by-line chat: 'User: ...' / 'Assistant:' turns, the state carried between them."""
-    from .runtime.generate import generate
-
-    import random
+    from .runtime.generate import generate, seeded
 
     rt, tok = _lean(args.model, args.tokenizer, args.threads)
-    if args.seed is not None and args.seed < 0:
-        raise RWKVLiteError(f"the seed must be 0 or more, not {args.seed}")
-    state, rng = None, random.Random(args.seed)  # one random stream for the whole chat
+    state, rng = None, seeded(args.seed)  # one random stream for the whole chat
     print("chat: type a message, an empty line or Ctrl-D to stop", file=sys.stderr)
     while True:
         try:

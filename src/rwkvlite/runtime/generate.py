@@ -34,14 +34,19 @@ def sample(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.85, rn
     return int(order[int(np.searchsorted(cdf, u, side="right"))])
 
 
+def seeded(seed: int | None) -> random.Random:
+    """The random stream of a seed (None: from the system's entropy)."""
+    if seed is not None and seed < 0:
+        raise RWKVLiteError(f"the seed must be 0 or more, not {seed}")
+    return random.Random(seed)
+
+
 def generate(runtime, tokenizer, prompt: str, max_tokens: int = 100, temperature: float = 1.0, top_p: float = 0.85,
              seed: int | None = None, state=None, rng: random.Random | None = None) -> Iterator[str]:
     """Yield text pieces as they are generated; runtime.state holds the state afterwards, also
     when the caller stops early (it then holds every token fed so far). rng: a generator to
     draw from (a chat's turns share one), else one seeded with seed."""
-    if seed is not None and seed < 0:
-        raise RWKVLiteError(f"the seed must be 0 or more, not {seed}")
-    rng = rng or random.Random(seed)
+    rng = rng or seeded(seed)
     logits, own = None, False
     for t in tokenizer.encode(prompt) or [0]:
         logits, state = runtime.step(t, state, inplace=own)  # the caller's state is copied once

@@ -337,7 +337,7 @@ static inline __attribute__((always_inline)) __m256 row_int(const uint8_t *q, co
 }
 
 #ifdef HAVE_PERMW
-/* The AVX-512 row kernel, for 1-4- and 8-bit codes in groups of whole 32-code chunks. 32
+/* The AVX-512 row kernel, for 2-4- and 8-bit codes in groups of whole 32-code chunks. 32
  * codes of b <= 4 bits (4b <= 16 bytes) come from one 16-byte load broadcast to the four
  * 128-bit lanes, lane L unpacking codes 8L..8L+7 with the shuffle-multiply-shift of unpack16;
  * 8-bit codes are widened. A row is
@@ -355,11 +355,6 @@ static __m512i shuffle512(int bits, __m512i *mul) {
 static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, int64_t c, const int bits,
                                                              __m512i shuffle, __m512i mul) {
     if (bits == 8) return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(q + c)));
-    if (bits == 1) {  /* 1-bit codes: 32 codes a 32-bit mask */
-        uint32_t m;
-        memcpy(&m, q + (uint64_t)c / 8, 4);
-        return _mm512_maskz_mov_epi16(_cvtu32_mask32(m), _mm512_set1_epi16(1));
-    }
     __m512i raw = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(q + (uint64_t)c / 8 * bits)));
     return _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_shuffle_epi8(raw, shuffle), mul), 16 - bits);
 }
@@ -406,29 +401,20 @@ static inline float zero_term16(const f16 *scale, const uint8_t *z, const float 
 }
 
 /* sum_g coef_g (q_g . xq_g) over one row; the last group may be shorter (cols: whole chunks) */
-static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, const float *coef, const f16 *scale,
-                                                              const float *xs, const int16_t *xq,
+static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, const float *coef, const int16_t *xq,
                                                               int64_t ngroups, int64_t group, int64_t cols,
                                                               const int bits, __m512i shuffle, __m512i mul) {
     __m512 even = _mm512_setzero_ps(), odd = even;
     int64_t g = 0;
-    if (group == 64) {  /* the usual group: two chunks each, one pointer step per group */
-        const int64_t whole = cols / 64, step = 8 * bits;  /* bytes of one group's codes */
-        const uint8_t *p = q;
-        const int16_t *xp = xq;
-        for (; g + 2 <= whole; g += 2, p += 2 * step, xp += 128) {
-            __m512i a = DOT16X(_mm512_setzero_si512(), codes32(p, 0, bits, shuffle, mul), _mm512_loadu_si512(xp));
-            __m512i b = DOT16X(_mm512_setzero_si512(), codes32(p + step, 0, bits, shuffle, mul), _mm512_loadu_si512(xp + 64));
-            a = DOT16X(a, codes32(p, 32, bits, shuffle, mul), _mm512_loadu_si512(xp + 32));
-            b = DOT16X(b, codes32(p + step, 32, bits, shuffle, mul), _mm512_loadu_si512(xp + 96));
-            even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps((float)scale[g] * xs[g]), even);
-            odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps((float)scale[g + 1] * xs[g + 1]), odd);
-        }
-    }
     for (; g + 2 <= ngroups; g += 2) {  /* two groups at a time: independent chains */
-        int64_t c = g * group;
-        __m512i a = group_dot(q, xq, c, MIN(cols, c + group), bits, shuffle, mul);
-        __m512i b = group_dot(q, xq, c + group, MIN(cols, c + 2 * group), bits, shuffle, mul);
+        const int64_t c = g * group;
+        __m512i a, b;
+        if (group == 64 && c + 128 <= cols) {  /* the usual group: lengths known here, loops unrolled */
+            a = group_dot(q, xq, c, c + 64, bits, shuffle, mul), b = group_dot(q, xq, c + 64, c + 128, bits, shuffle, mul);
+        } else {
+            a = group_dot(q, xq, c, MIN(cols, c + group), bits, shuffle, mul);
+            b = group_dot(q, xq, c + group, MIN(cols, c + 2 * group), bits, shuffle, mul);
+        }
         even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(coef[g]), even);
         odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(coef[g + 1]), odd);
     }
@@ -504,7 +490,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 #endif
 #ifdef HAVE_PERMW
     __m512i mul512, shuffle = shuffle512(bits <= 4 ? bits : 1, &mul512);
-    const int wide = xq && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % 32 == 0;
+    const int wide = xq && bits > 1 && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % 32 == 0;
     float xqsum[ngroups];  /* the int16 x summed per group */
     for (int64_t g = 0; wide && g < ngroups; g++) {
         int32_t t = 0;
@@ -532,7 +518,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
         }
         if ((done[b] = (uint8_t)safe)) switch (bits) {
 #define CASE(B) case B: rows16_int512(q, sc, z, xq, xs, xqsum, ngroups, group, cols, B, shuffle, mul512, y + 16 * b); break;
-                CASE(1) CASE(2) CASE(3) CASE(4) CASE(8)
+                CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
             }
     }
@@ -556,8 +542,8 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
             float coef[ngroups];
             const float zt = zero_term16(scale, z, xs, xqsum, ngroups, bits, &u, coef);
             switch (bits) {
-#define CASE(B) case B: y[i] = row_int512(q, coef, scale, xs, xq, ngroups, group, cols, B, shuffle, mul512) - zt; break;
-                CASE(1) CASE(2) CASE(3) CASE(4) CASE(8)
+#define CASE(B) case B: y[i] = row_int512(q, coef, xq, ngroups, group, cols, B, shuffle, mul512) - zt; break;
+                CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
             }
             continue;

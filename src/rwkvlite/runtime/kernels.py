@@ -87,12 +87,14 @@ def cache_dir() -> str:
     return os.path.join(base, "rwkvlite")
 
 
-def build() -> str | None:
-    """Path of the compiled library (built once per source version); None if it cannot be built."""
+def build(sources: list[str] | None = None, header: str | None = None) -> str | None:
+    """Path of the compiled library (built once per source version); None if it cannot be built.
+    sources, header: another copy of the kernels (bench/kernels_ab.py), else this package's."""
+    sources, header = sources or SOURCES, header or HEADER
     # the cache key: CRC-32 and Adler-32 of flags and sources (hashlib would load OpenSSL,
     # 3 MB of resident memory, into a runtime meant to stay small)
     data = " ".join(FLAGS).encode()
-    for path in (*SOURCES, HEADER):
+    for path in (*sources, header):
         with open(path, "rb") as f:
             data += f.read()
     digest = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
@@ -108,7 +110,7 @@ def build() -> str | None:
             os.makedirs(folder, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
             os.close(fd)
-            subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, *SOURCES, "-lm"], check=True, capture_output=True,
+            subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, *sources, "-lm"], check=True, capture_output=True,
                            timeout=120)
             os.replace(tmp, target)
             return target
@@ -120,6 +122,17 @@ def build() -> str | None:
     return None
 
 
+def load(path: str):
+    """A compiled kernel library with its functions' signatures (those it has: an older build
+    may lack newer kernels)."""
+    cdll = ctypes.CDLL(path)
+    for name, args in SIGNATURES.items():
+        if hasattr(cdll, name):
+            fn = getattr(cdll, name)
+            fn.argtypes, fn.restype = args, RESTYPES.get(name)
+    return cdll
+
+
 def lib():
     """The loaded kernel library, or None (numpy fallback)."""
     global _lib, _tried
@@ -128,10 +141,7 @@ def lib():
         if os.environ.get("RWKVLITE_KERNELS", "").lower() != "numpy":
             path = build()
             if path:
-                _lib = ctypes.CDLL(path)
-                for name, args in SIGNATURES.items():
-                    fn = getattr(_lib, name)
-                    fn.argtypes, fn.restype = args, RESTYPES.get(name)
+                _lib = load(path)
                 set_exact(os.environ.get("RWKVLITE_EXACT", "") == "1")
                 if os.environ.get("RWKVLITE_THREADS"):
                     _lib.set_threads(int(os.environ["RWKVLITE_THREADS"]))

@@ -185,8 +185,8 @@ class Vector(Matrix):
 
 class SignBits(Matrix):
     """A 1-bit sign matrix (int encoding, step 2, offset 1: v = 2 bit - 1) times a row scale:
-    W x = scale * (2 (bits . x) - sum x), bits . x by the mv_bits kernel (the sq kernel's
-    arguments, scale 1 and zero 0, serve the numpy fallback's decoding and rwkv7.c's mat_t)."""
+    W x = scale * (2 (bits . x) - sum x), bits . x by the mv_bits kernel. As an sq matrix of
+    scale 1 and zero 0 it stays valid for the inherited products and gives rwkv7.c its mat_t."""
     kernel = "sq"
 
     def __init__(self, entry, arrays, scale: np.ndarray):
