@@ -40,6 +40,12 @@
 #endif
 
 
+#ifdef _OPENMP
+/* A kernel called inside a parallel region (rwkv7.c's projection tasks) runs on its caller's
+ * thread alone, whatever OMP_NESTED or OMP_MAX_ACTIVE_LEVELS say */
+__attribute__((constructor)) static void one_level(void) { omp_set_max_active_levels(1); }
+#endif
+
 int threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();

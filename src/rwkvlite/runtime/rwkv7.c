@@ -160,7 +160,7 @@ typedef struct {
 } block7_t;
 
 /* floats of workspace rwkv7_block needs */
-int64_t rwkv7_block_floats(const block7_t *b) { return 15 * b->C + 4 * b->F + 2 * b->hidden; }
+int64_t rwkv7_block_floats(const block7_t *b) { return 15 * b->C + 4 * b->F + 8 * b->hidden; }
 
 static void layer_norm(const float *x, const float *w, const float *b, int64_t n, float eps, float *out) {
     double mean = 0., var = 0.;
@@ -172,6 +172,40 @@ static void layer_norm(const float *x, const float *w, const float *b, int64_t n
 }
 
 static inline float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
+
+enum { PLAIN, TANH, SIGMOID };
+
+/* y = B f(A x), a LoRA stored as A [in, r] and B [r, out]; h: r floats */
+static void lora(const mat_t *A, const mat_t *B, const float *x, float *y, float *h, int f) {
+    mat_rmv(A, x, h, NULL, A->rows);
+    for (int64_t i = 0; i < A->cols; i++) h[i] = f == TANH ? tanhf(h[i]) : f == SIGMOID ? sigmoidf(h[i]) : h[i];
+    mat_rmv(B, h, y, NULL, A->cols);
+}
+
+/* The time mix's projections of the six mixes (mixed [6][C]: r w k v a g): receptance, key,
+ * value, the LoRAs of w, a and g, and (after the first block) that of v's residual mix, into
+ * out [7][C] in that order. They are independent, so each is a task for one thread (the
+ * kernels inside run unsplit), the larger first: one fork and join instead of one per matrix,
+ * and the LoRAs' narrow first factors, which the kernels leave on one thread, run beside the
+ * others. h: 7 hidden floats. */
+static void projections(const block7_t *b, const float *mixed, float *out, float *h) {
+    const int64_t C = b->C, n = b->first ? 6 : 7;
+    const float *xr = mixed, *xw = mixed + C, *xk = mixed + 2 * C, *xv = mixed + 3 * C, *xa = mixed + 4 * C,
+                *xg = mixed + 5 * C;
+#pragma omp parallel for schedule(dynamic, 1) if (8 * C * b->hidden >= PARALLEL_MIN)
+    for (int64_t t = 0; t < n; t++) {
+        float *y = out + t * C, *ht = h + t * b->hidden;
+        switch (t) {
+        case 0: linear(&b->r, xr, y, ht); break;
+        case 1: linear(&b->k, xk, y, ht); break;
+        case 2: linear(&b->v, xv, y, ht); break;
+        case 3: lora(&b->g1, &b->g2, xg, y, ht, SIGMOID); break;
+        case 4: lora(&b->w1, &b->w2, xw, y, ht, TANH); break;
+        case 5: lora(&b->a1, &b->a2, xa, y, ht, PLAIN); break;
+        case 6: lora(&b->v1, &b->v2, xv, y, ht, PLAIN); break;
+        }
+    }
+}
 
 /* One token of RWKV-7's time mix after its projections, per head h (N channels):
  *   w = exp(-e^-0.5 sigmoid(w_raw)),  a = sigmoid(a_raw),  kk = normalize(k * k_k),
@@ -224,34 +258,19 @@ void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw
 int64_t rwkv7_block(const block7_t *b, float *x, const float *att, float *att_out, const float *ffn, float *ffn_out,
                     const float *S, float *T, float *v_first, float *work, int32_t *rows) {
     const int64_t C = b->C, F = b->F;
-    float *xa = work, *mixed = xa + C, *r = mixed + 6 * C, *k = r + C, *v = k + C, *w = v + C, *a = w + C, *g = a + C,
-          *y = g + C, *u = y + C, *h = u + C, *rest = h + b->hidden;
+    float *xa = work, *mixed = xa + C, *r = mixed + 6 * C, *k = r + C, *v = k + C, *g = v + C, *w = g + C, *a = w + C,
+          *u = a + C, *y = u + C, *h = y + C, *rest = h + 7 * b->hidden;
     /* time mix: token shift, six interpolations, projections */
     layer_norm(x, b->ln1w, b->ln1b, C, 1e-5f, xa);
     for (int64_t j = 0; j < 6; j++)
         for (int64_t c = 0; c < C; c++) mixed[j * C + c] = xa[c] + (att[c] - xa[c]) * b->mix[j * C + c];
     memcpy(att_out, xa, C * sizeof *xa);
-    const float *xr = mixed, *xw = mixed + C, *xk = mixed + 2 * C, *xv = mixed + 3 * C, *xA = mixed + 4 * C,
-                *xg = mixed + 5 * C;
-    linear(&b->r, xr, r, h);
-    linear(&b->k, xk, k, h);
-    linear(&b->v, xv, v, h);
-    mat_rmv(&b->w1, xw, h, NULL, C);
-    for (int64_t i = 0; i < b->w1.cols; i++) h[i] = tanhf(h[i]);
-    mat_rmv(&b->w2, h, w, NULL, b->w1.cols);
-    mat_rmv(&b->a1, xA, h, NULL, C);
-    mat_rmv(&b->a2, h, a, NULL, b->a1.cols);
-    mat_rmv(&b->g1, xg, h, NULL, C);
-    for (int64_t i = 0; i < b->g1.cols; i++) h[i] = sigmoidf(h[i]);
-    mat_rmv(&b->g2, h, g, NULL, b->g1.cols);
+    projections(b, mixed, r, h);  /* r k v g w a u, consecutive */
     for (int64_t c = 0; c < C; c++) w[c] += b->w0[c], a[c] += b->a0[c];
-    if (b->first) {
+    if (b->first)
         memcpy(v_first, v, C * sizeof *v);
-    } else {
-        mat_rmv(&b->v1, xv, h, NULL, C);
-        mat_rmv(&b->v2, h, u, NULL, b->v1.cols);
+    else
         for (int64_t c = 0; c < C; c++) v[c] += (v_first[c] - v[c]) * sigmoidf(b->v0[c] + u[c]);
-    }
     rwkv7_time_mix(S, T, r, w, k, v, a, b->k_k, b->k_a, b->r_k, b->lnxw, b->lnxb, g, b->H, b->N, (float)b->eps, y);
     linear(&b->o, y, u, h);
     for (int64_t c = 0; c < C; c++) x[c] += u[c];
