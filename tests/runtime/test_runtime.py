@@ -1,3 +1,4 @@
+import ctypes
 import json
 import os
 import subprocess
@@ -76,15 +77,23 @@ def test_runtime_logits_equal_the_evaluation_path(source, recipe, kernels, monke
         np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("threaded", [False, True], ids=["as-built", "all-threaded"])
 @pytest.mark.parametrize("recipe", list(RECIPES) + list(OTHER))
-def test_c_block_step_equals_the_numpy_one(source, recipe):
+def test_c_block_step_equals_the_numpy_one(source, recipe, threaded):
     """rwkv7.c steps each block in one call; Block.step_numpy does the same with the same
-    kernels and numpy in between: they agree to float rounding (x kept float32 here)."""
+    kernels and numpy in between: they agree to float rounding (x kept float32 here).
+    all-threaded: every loop that may split across threads does (two threads, no minimum
+    size), as they do at real sizes; this model is too small for that otherwise."""
     from rwkvlite.runtime import kernels as k
 
     if k.lib() is None:
         pytest.skip("no C compiler")
     k.set_exact(True)
+    minimum, threads = ctypes.c_int64.in_dll(k.lib(), "parallel_min"), k.threads()
+    kept = minimum.value
+    if threaded:
+        k.set_threads(2)
+        minimum.value = 0
     try:
         rt = Runtime(compressed(source, recipe))
         assert all(b.c is not None for b in rt.blocks)  # every block has the one-call path
@@ -103,6 +112,8 @@ def test_c_block_step_equals_the_numpy_one(source, recipe):
             x, v_first = xn, vn
     finally:
         k.set_exact(False)
+        minimum.value = kept
+        k.set_threads(threads)
 
 
 @pytest.mark.parametrize("recipe", ["int8", "lite"])

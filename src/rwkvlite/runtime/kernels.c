@@ -46,6 +46,8 @@
 __attribute__((constructor)) static void one_level(void) { omp_set_max_active_levels(1); }
 #endif
 
+int64_t parallel_min = 65536;
+
 int threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -160,7 +162,7 @@ static inline void to_float(__m256i codes, __m256 *lo, __m256 *hi) {
 /* ---------------------------------------------------------------- float16 */
 
 void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
-#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n * cols >= parallel_min)
     for (int64_t i = 0; i < n; i++) {
         const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
         float acc = 0.f;
@@ -207,7 +209,7 @@ static void column_share(int64_t cols, int64_t align, int t, int nt, int64_t *c0
 
 static int share_threads(int64_t work) {
 #ifdef _OPENMP
-    return work >= PARALLEL_MIN ? omp_get_max_threads() : 1;
+    return work >= parallel_min && !omp_in_parallel() ? omp_get_max_threads() : 1;
 #else
     (void)work;
     return 1;
@@ -512,7 +514,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 #endif
     uint8_t done[blocks + 1];
 #ifdef HAVE_PERMW
-#pragma omp parallel for schedule(static) if (blocks && n * cols >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (blocks && n * cols >= parallel_min)
     for (int64_t b = 0; b < blocks; b++) {
         const uint8_t *q[16], *z[16];
         const f16 *sc[16];
@@ -529,7 +531,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
             }
     }
 #endif
-#pragma omp parallel for schedule(static) if ((n - 16 * blocks) * cols >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((n - 16 * blocks) * cols >= parallel_min)
     for (int64_t i = 0; i < n; i++) {
         if (i < 16 * blocks && done[i / 16]) continue;
         int64_t r = rows ? rows[i] : i;
@@ -983,7 +985,7 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
 #else
     (void)table_lookup;
 #endif
-#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n * cols >= parallel_min)
     for (int64_t i = 0; i < n; i++) {
         const int64_t r = rows ? rows[i] : i, avail = qbytes - r * qstride;
         (void)avail;  /* read by the SIMD paths only */
@@ -1106,7 +1108,7 @@ void mv_bits(const uint8_t *Q, int64_t qstride, int64_t cols, const float *x, fl
         if (xq) {
             quantize_x(x, cols, cols, xq, &xs);
             const __m512i one = _mm512_set1_epi16(1);
-#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n * cols >= parallel_min)
             for (int64_t i = 0; i < n; i++) {
                 const uint8_t *q = Q + i * qstride;
                 __m512i a = _mm512_setzero_si512(), b = a;
@@ -1130,7 +1132,7 @@ void mv_bits(const uint8_t *Q, int64_t qstride, int64_t cols, const float *x, fl
     }
 #endif
     /* float x (exact mode, AVX2-only and plain builds): x where the bit is set, else 0 */
-#pragma omp parallel for schedule(static) if (n * cols >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n * cols >= parallel_min)
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *q = Q + i * qstride;
         float acc = 0.f;

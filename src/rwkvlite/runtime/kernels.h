@@ -6,8 +6,8 @@
 typedef _Float16 f16;
 
 /* a kernel call with fewer multiply-adds than this runs on one thread (thread start-up costs
- * about as much as ~64K multiply-adds) */
-#define PARALLEL_MIN 65536
+ * about as much as ~64K multiply-adds); 0 in the tests, to take the threaded paths on small models */
+extern int64_t parallel_min;
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 

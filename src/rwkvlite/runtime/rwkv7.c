@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 enum { MAT_F16 = 1, MAT_SQ = 2, MAT_VQ = 3, MAT_F32 = 4 };
 
@@ -192,7 +195,7 @@ static void projections(const block7_t *b, const float *mixed, float *out, float
     const int64_t C = b->C, n = b->first ? 6 : 7;
     const float *xr = mixed, *xw = mixed + C, *xk = mixed + 2 * C, *xv = mixed + 3 * C, *xa = mixed + 4 * C,
                 *xg = mixed + 5 * C;
-#pragma omp parallel for schedule(dynamic, 1) if (8 * C * b->hidden >= PARALLEL_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (8 * C * b->hidden >= parallel_min)
     for (int64_t t = 0; t < n; t++) {
         float *y = out + t * C, *ht = h + t * b->hidden;
         switch (t) {
@@ -216,7 +219,7 @@ static void projections(const block7_t *b, const float *mixed, float *out, float
 void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw, const float *k, const float *v,
                     const float *a_raw, const float *k_k, const float *k_a, const float *r_k, const float *ln_w,
                     const float *ln_b, const float *g, int64_t H, int64_t N, float eps, float *out) {
-#pragma omp parallel for schedule(static) if (4 * H * N * N >= PARALLEL_MIN)  /* ~4 multiply-adds per state entry */
+#pragma omp parallel for schedule(static) if (4 * H * N * N >= parallel_min)  /* ~4 multiply-adds per state entry */
     for (int64_t h = 0; h < H; h++) {
         float w[N], a[N], kk[N], kp[N], y[N];  /* N: the head size, 64 */
         const int64_t o = h * N;
@@ -251,6 +254,52 @@ void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw
     }
 }
 
+/* The channel mix's products: u = fv^T relu(fk[sel] x)^2 over the n neurons in sel (ascending)
+ * with the value matrix stored transposed, [F, C]. Threads split the neurons: each multiplies
+ * its neurons' key rows, then adds their value rows into a sum of its own, and the sums are
+ * added at the end; one fork and join for both products, and the value kernel's serial set-up
+ * (its int16 coefficients) split as well. h: n floats; x is read as the key matrix's columns
+ * are stored (act-order), u written in the model's order. */
+static void ffn_transposed(const block7_t *b, const float *x, const int32_t *sel, int64_t n, float *h, float *u) {
+    const int64_t C = b->C;
+    const mat_t *fk = &b->fk, *fv = &b->fv;
+    int nt = 1;
+#ifdef _OPENMP
+    if (2 * n * C >= parallel_min) nt = omp_get_max_threads();
+#endif
+    float *parts = malloc((size_t)nt * C * sizeof *parts);
+    if (!parts) {  /* out of memory: the two products one after the other */
+        mat_mv(fk, x, h, sel, n);
+        for (int64_t i = 0; i < n; i++) h[i] = h[i] > 0.f ? h[i] * h[i] : 0.f;
+        mat_rmv(fv, h, u, sel, n);
+        return;
+    }
+    if (fk->perm) {  /* once, not by every thread in the key matrix's own buffer */
+        for (int64_t c = 0; c < C; c++) fk->tmp[c] = x[fk->perm[c]];
+        x = fk->tmp;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, k = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), k = omp_get_num_threads();
+#endif
+        const int64_t i0 = n * t / k, i1 = n * (t + 1) / k;
+        float *part = parts + t * C;
+        mat_kernel(fk, 0, x, h + i0, sel + i0, i1 - i0);
+        for (int64_t i = i0; i < i1; i++) h[i] = h[i] > 0.f ? h[i] * h[i] : 0.f;
+        memset(part, 0, C * sizeof *part);
+        mat_kernel(fv, 1, h + i0, part, sel + i0, i1 - i0);
+    }
+    for (int t = 1; t < nt; t++)
+        for (int64_t c = 0; c < C; c++) parts[c] += parts[t * C + c];
+    if (fv->perm)
+        for (int64_t c = 0; c < C; c++) u[fv->perm[c]] = parts[c];
+    else
+        memcpy(u, parts, C * sizeof *u);
+    free(parts);
+}
+
 /* One token through block b: x [C] is updated in place; the block's state (att, ffn [C],
  * S [H][N][N]) is read and its successor written to att_out, ffn_out, T (which may alias
  * the inputs); v_first [C] is written by the first block and read by the others. work:
@@ -280,22 +329,21 @@ int64_t rwkv7_block(const block7_t *b, float *x, const float *att, float *att_ou
     layer_norm(x, b->ln2w, b->ln2b, C, 1e-5f, xf);
     for (int64_t c = 0; c < C; c++) xkf[c] = xf[c] + (ffn[c] - xf[c]) * b->x_k[c];
     memcpy(ffn_out, xf, C * sizeof *xf);
-    const int32_t *sel = NULL;
     int64_t n = F;
-    if (b->predicted) {
+    if (b->predicted)
         n = active(&b->pred, xkf, C, F, rows, full);
-        sel = rows;
-    }
-    mat_mv(&b->fk, xkf, hf, sel, n);
-    for (int64_t i = 0; i < n; i++) hf[i] = hf[i] > 0.f ? hf[i] * hf[i] : 0.f;
     if (b->fv_transposed) {
-        mat_rmv(&b->fv, hf, u, sel, n);
-    } else if (sel) {  /* a value matrix stored [C, F]: every row is read, inactive neurons weigh 0 */
-        memset(full, 0, F * sizeof *full);
-        for (int64_t i = 0; i < n; i++) full[sel[i]] = hf[i];
-        mat_mv(&b->fv, full, u, NULL, C);
-    } else {
-        mat_mv(&b->fv, hf, u, NULL, C);
+        if (!b->predicted)
+            for (int64_t i = 0; i < F; i++) rows[i] = (int32_t)i;
+        ffn_transposed(b, xkf, rows, n, hf, u);
+    } else {  /* a value matrix stored [C, F]: every row is read */
+        mat_mv(&b->fk, xkf, hf, b->predicted ? rows : NULL, n);
+        for (int64_t i = 0; i < n; i++) hf[i] = hf[i] > 0.f ? hf[i] * hf[i] : 0.f;
+        if (b->predicted) {  /* inactive neurons weigh 0 */
+            memset(full, 0, F * sizeof *full);
+            for (int64_t i = 0; i < n; i++) full[rows[i]] = hf[i];
+        }
+        mat_mv(&b->fv, b->predicted ? full : hf, u, NULL, C);
     }
     for (int64_t c = 0; c < C; c++) x[c] += u[c];
     return n;
