@@ -127,19 +127,29 @@ static float kth_smallest(const float *a, int64_t len, int64_t k, uint32_t *keys
     return f;
 }
 
-/* rows (ascending) of the neurons to compute; how many. work: m1.rows + 3 F floats */
+/* rows (ascending) of the neurons to compute; how many. work: m1.rows + 3 F floats. The MLP
+ * and the copy are independent: the MLP is one task for a thread, the sign copy's rows four
+ * more (an n-bit copy one: its kernel permutes x in the matrix's own buffer). */
 static int64_t active(const predictor_t *p, const float *x, int64_t C, int64_t F, int32_t *rows, float *work) {
     float *h = work, *z = h + p->m1.rows, *s = z + F, *t = s + F;
-    mat_mv(&p->m1, x, h, NULL, p->m1.rows);
-    for (int64_t i = 0; i < p->m1.rows; i++) h[i] = fmaxf(h[i] + p->b1[i], 0.f);
-    mat_mv(&p->m2, h, z, NULL, F);  /* sigmoid(z + b2) > threshold  <=>  z > cut */
-    if (p->scale) {  /* sign copy: W x = scale (2 bits.x - sum x) */
-        mv_bits(p->copy.q, p->copy.stride, C, x, s, F);
+    const int64_t copies = p->scale ? 4 : 1;
+#pragma omp parallel for schedule(dynamic, 1) if (C * F >= 8 * parallel_min)  /* 1-bit products: ~8 a multiply-add */
+    for (int64_t task = 0; task <= copies; task++) {
+        if (task == 0) {
+            mat_mv(&p->m1, x, h, NULL, p->m1.rows);
+            for (int64_t i = 0; i < p->m1.rows; i++) h[i] = fmaxf(h[i] + p->b1[i], 0.f);
+            mat_mv(&p->m2, h, z, NULL, F);  /* sigmoid(z + b2) > threshold  <=>  z > cut */
+        } else if (p->scale) {  /* sign copy: W x = scale (2 bits.x - sum x), its rows r0..r1 here */
+            const int64_t r0 = F * (task - 1) / copies, r1 = F * task / copies;
+            mv_bits((const uint8_t *)p->copy.q + r0 * p->copy.stride, p->copy.stride, C, x, s + r0, r1 - r0);
+        } else {
+            mat_mv(&p->copy, x, s, NULL, F);
+        }
+    }
+    if (p->scale) {
         float sum = 0.f;
         for (int64_t c = 0; c < C; c++) sum += x[c];
         for (int64_t i = 0; i < F; i++) s[i] = p->scale[i] * (2.f * s[i] - sum);
-    } else {
-        mat_mv(&p->copy, x, s, NULL, F);
     }
     int64_t n = MAX(1, (int64_t)nearbyint(p->keep * (double)F));
     float cutoff = kth_smallest(s, F, F - n, (uint32_t *)t);
