@@ -234,3 +234,15 @@ def test_the_kernels_build_wherever_a_compiler_is_found():
     from rwkvlite.runtime import kernels
 
     assert kernels.lib() is not None
+
+
+def test_threaded_block_when_openmp_starts_fewer_threads_than_asked():
+    """OMP_THREAD_LIMIT (or OMP_DYNAMIC) may give a parallel region fewer threads than
+    omp_get_max_threads() says: the split FFN must add only the partial sums of threads that
+    ran. The all-threaded block test again, in a process whose teams are capped at one."""
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    test = f"{os.path.abspath(__file__)}::test_c_block_step_equals_the_numpy_one"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test, "-k",
+                        "all-threaded and lite-int4"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout

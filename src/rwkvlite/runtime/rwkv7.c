@@ -196,7 +196,7 @@ static void lora(const mat_t *A, const mat_t *B, const float *x, float *y, float
 }
 
 /* The time mix's projections of the six mixes (mixed [6][C]: r w k v a g): receptance, key,
- * value, the LoRAs of w, a and g, and (after the first block) that of v's residual mix, into
+ * value, the LoRAs of g, w and a, and (after the first block) that of v's residual mix, into
  * out [7][C] in that order. They are independent, so each is a task for one thread (the
  * kernels inside run unsplit), the larger first: one fork and join instead of one per matrix,
  * and the LoRAs' narrow first factors, which the kernels leave on one thread, run beside the
@@ -278,6 +278,7 @@ static void ffn_transposed(const block7_t *b, const float *x, const int32_t *sel
     if (2 * n * C >= parallel_min) nt = omp_get_max_threads();
 #endif
     float *parts = malloc((size_t)nt * C * sizeof *parts);
+    int used = 1;  /* the team's size: OpenMP may start fewer threads than asked (OMP_DYNAMIC, thread limits) */
     if (!parts) {  /* out of memory: the two products one after the other */
         mat_mv(fk, x, h, sel, n);
         for (int64_t i = 0; i < n; i++) h[i] = h[i] > 0.f ? h[i] * h[i] : 0.f;
@@ -294,6 +295,7 @@ static void ffn_transposed(const block7_t *b, const float *x, const int32_t *sel
 #ifdef _OPENMP
         t = omp_get_thread_num(), k = omp_get_num_threads();
 #endif
+        if (t == 0) used = k;
         const int64_t i0 = n * t / k, i1 = n * (t + 1) / k;
         float *part = parts + t * C;
         mat_kernel(fk, 0, x, h + i0, sel + i0, i1 - i0);
@@ -301,7 +303,7 @@ static void ffn_transposed(const block7_t *b, const float *x, const int32_t *sel
         memset(part, 0, C * sizeof *part);
         mat_kernel(fv, 1, h + i0, part, sel + i0, i1 - i0);
     }
-    for (int t = 1; t < nt; t++)
+    for (int t = 1; t < used; t++)
         for (int64_t c = 0; c < C; c++) parts[c] += parts[t * C + c];
     if (fv->perm)
         for (int64_t c = 0; c < C; c++) u[fv->perm[c]] = parts[c];
