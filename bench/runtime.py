@@ -12,10 +12,12 @@ imported): file size, peak RSS while generating --gen-tokens tokens (and the RSS
 anonymous memory and pages of the mapped file at the end), decode ms/token (median over the
 generated tokens, then the mean),
 weight bytes read per token, and the ratio of decode time to the bandwidth bound
-(bytes read / read bandwidth, the bandwidth measured here with as many threads as the kernels).
+(bytes read / read bandwidth, the bandwidth measured here with as many threads as the kernels,
+right before each run: the machine's speed drifts between minutes, so each run is set
+against its own reading).
 
 With --repeat N every file is benchmarked N times in turn and the median run is reported
-(peak RSS: the largest of the runs).
+(peak RSS: the largest of the runs; x bound: the median of the runs' own ratios).
 
 usage: python bench/runtime.py [--shapes 0.1b 0.4b] [--recipes fp16 int8 rwkvquant lite-3bit]
                                [--threads N] [--repeat N] [--keep DIR] [--json out.json]
@@ -100,7 +102,7 @@ def main():
 
     bandwidth = read_bandwidth_gbs(args.threads)
     threads = kernels.threads()
-    print(f"read bandwidth ({threads} threads): {bandwidth:.1f} GB/s", flush=True)
+    print(f"read bandwidth ({threads} threads): {bandwidth:.1f} GB/s before building", flush=True)
     folder = args.keep or tempfile.mkdtemp()
     os.makedirs(folder, exist_ok=True)
     files, build_s = {}, {}
@@ -116,26 +118,29 @@ def main():
     runs = {key: [] for key in files}
     for rep in range(args.repeat):  # in turn, so that a slow spell of the machine hits every file alike
         for (shape, name), path in files.items():
-            runs[shape, name].append(bench_file(path, os.path.join(folder, f"{shape}-{name}.json"), args.gen_tokens,
-                                                threads))
-            if args.repeat > 1:
-                print(f"run {rep + 1}/{args.repeat} {shape} {name}: "
-                      f"{runs[shape, name][-1]['decode_ms_per_token_median']:.2f} ms/token", flush=True)
+            gbs = read_bandwidth_gbs(args.threads)
+            f = bench_file(path, os.path.join(folder, f"{shape}-{name}.json"), args.gen_tokens, threads)
+            f["bandwidth_gbs"] = gbs
+            f["x_bound"] = f["decode_ms_per_token_median"] / (f["bytes_read_per_token"] / (gbs * 1e9) * 1e3)
+            runs[shape, name].append(f)
+            print(f"run {rep + 1}/{args.repeat} {shape} {name}: {f['decode_ms_per_token_median']:.2f} ms/token, "
+                  f"read bandwidth {gbs:.1f} GB/s, {f['x_bound']:.2f} x bound", flush=True)
     rows = []
     print(f"{'shape':<6} {'recipe':<10} {'file MB':>8} {'peak RSS MiB':>12} {'anon+file MiB':>13} {'ms/tok':>9} {'mean':>7} "
-          f"{'MB read/tok':>11} {'bound ms':>8} {'x bound':>7} {'build s':>8}", flush=True)
+          f"{'MB read/tok':>11} {'GB/s':>5} {'x bound':>7} {'build s':>8}", flush=True)
     for (shape, name), figures in runs.items():
         f = sorted(figures, key=lambda g: g["decode_ms_per_token_median"])[len(figures) // 2]  # the median run
-        bound_ms = f["bytes_read_per_token"] / (bandwidth * 1e9) * 1e3
-        row = {"shape": shape, "recipe": name, "build_s": build_s[shape, name], "bandwidth_gbs": bandwidth,
-               "bound_ms": bound_ms, "x_bound": f["decode_ms_per_token_median"] / bound_ms, "repeats": len(figures),
+        row = {"shape": shape, "recipe": name, "build_s": build_s[shape, name], "repeats": len(figures),
                "ms_per_token_runs": [g["decode_ms_per_token_median"] for g in figures],
-               "peak_rss_max_mib": max(g["peak_rss_generate_mib"] for g in figures), **f}
+               "bandwidth_gbs_runs": [g["bandwidth_gbs"] for g in figures],
+               "x_bound_runs": [g["x_bound"] for g in figures],
+               "peak_rss_max_mib": max(g["peak_rss_generate_mib"] for g in figures), **f,
+               "x_bound": float(np.median([g["x_bound"] for g in figures]))}
         rows.append(row)
-        split = f"{f['rss_end_anon_mib']:.0f}+{f['rss_end_file_mib']:.0f}"
+        split, gbs = f"{f['rss_end_anon_mib']:.0f}+{f['rss_end_file_mib']:.0f}", np.median(row["bandwidth_gbs_runs"])
         print(f"{shape:<6} {name:<10} {f['file_bytes'] / 1e6:>8.1f} {row['peak_rss_max_mib']:>12.0f} {split:>13} "
               f"{f['decode_ms_per_token_median']:>9.2f} {f['decode_ms_per_token']:>7.2f} "
-              f"{f['bytes_read_per_token'] / 1e6:>11.2f} {bound_ms:>8.2f} {row['x_bound']:>7.2f} "
+              f"{f['bytes_read_per_token'] / 1e6:>11.2f} {gbs:>5.1f} {row['x_bound']:>7.2f} "
               f"{build_s[shape, name]:>8.0f}", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
