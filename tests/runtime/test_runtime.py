@@ -191,6 +191,34 @@ def test_nucleus_sampling_keeps_the_top_mass_and_follows_the_probabilities():
             sample(np.array(bad), 1.0, 0.9, rng)
 
 
+def test_nucleus_sampling_over_large_vocabularies_draws_what_the_full_sort_draws():
+    """sample() sorts only as far as the nucleus reaches; for the same random number it
+    draws the token a stable sort of the whole vocabulary gives, with ties and -inf."""
+    import random
+
+    from rwkvlite.runtime.generate import sample
+
+    def full_sort(logits, top_p, rng):
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        order = np.argsort(-p, kind="stable")
+        keep = np.cumsum(p[order]) - p[order] < top_p
+        cdf = np.cumsum(p[order] * keep)
+        return int(order[int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))])
+
+    rng = np.random.default_rng(0)
+    for case in range(40):
+        size = 65536 if case % 4 == 0 else int(rng.integers(300, 5000))
+        logits = rng.standard_normal(size) * [0.05, 1, 5, 30][case % 4]  # flat to peaked
+        if case % 5 == 0:
+            logits = np.round(logits)  # many ties
+        if case % 3 == 0:
+            logits[rng.integers(0, size, size // 3)] = -np.inf
+        top_p = float(rng.uniform(0.05, 1.0))
+        for draw in range(3):
+            assert sample(logits, 1.0, top_p, random.Random(draw)) == full_sort(logits, top_p, random.Random(draw))
+
+
 def test_run_chat_and_bench_commands(source, tmp_path):
     folder, path, text = source
     out = folder / "cli-int8.rwkvlite"

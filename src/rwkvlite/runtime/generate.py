@@ -26,12 +26,26 @@ def sample(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.85, rn
         raise RWKVLiteError("the logits are not finite numbers (NaN or infinite): nothing to sample from")
     p = np.exp(z - z.max())
     p /= p.sum()
-    order = np.argsort(-p, kind="stable")
+    order = _most_likely(p, top_p)
     sorted_p = p[order]
     keep = np.cumsum(sorted_p) - sorted_p < top_p  # tokens needed to reach mass top_p
     cdf = np.cumsum(sorted_p * keep)
     u = (rng or random.Random()).random() * cdf[-1]  # below cdf[-1]: a kept token (probability > 0)
     return int(order[int(np.searchsorted(cdf, u, side="right"))])
+
+
+def _most_likely(p: np.ndarray, top_p: float, k: int = 256) -> np.ndarray:
+    """Token ids in order of probability, ties by id (a stable sort of -p), as far as the
+    nucleus needs: the tokens at least as likely as the k-th likeliest, k growing until their
+    mass reaches top_p (then no later token is kept), else all of them. The same prefix as the
+    full sort, whose 8 ms for 65536 tokens would cost more than a lean model's token."""
+    while k < len(p):
+        ids = np.flatnonzero(p >= np.partition(p, len(p) - k)[len(p) - k])  # ascending ids
+        ids = ids[np.argsort(-p[ids], kind="stable")]
+        if np.cumsum(p[ids])[-1] >= top_p:
+            return ids
+        k *= 16
+    return np.argsort(-p, kind="stable")
 
 
 def seeded(seed: int | None) -> random.Random:
