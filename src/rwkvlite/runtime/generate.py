@@ -35,17 +35,31 @@ def sample(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.85, rn
 
 
 def _most_likely(p: np.ndarray, top_p: float, k: int = 256) -> np.ndarray:
-    """Token ids in order of probability, ties by id (a stable sort of -p), as far as the
-    nucleus needs: the tokens at least as likely as the k-th likeliest, k growing until their
-    mass reaches top_p (then no later token is kept), else all of them. The same prefix as the
-    full sort, whose 8 ms for 65536 tokens would cost more than a lean model's token."""
+    """Token ids in order of probability, ties by id, as far as the nucleus needs: the tokens
+    at least as likely as the k-th likeliest, k growing until their mass reaches top_p (then
+    no later token is kept), else all of them. The same prefix as a sort of the whole
+    vocabulary, which would cost more than a lean model's token."""
     while k < len(p):
         ids = np.flatnonzero(p >= np.partition(p, len(p) - k)[len(p) - k])  # ascending ids
-        ids = ids[np.argsort(-p[ids], kind="stable")]
+        ids = ids[_descending(p[ids])]
         if np.cumsum(p[ids])[-1] >= top_p:
             return ids
         k *= 16
-    return np.argsort(-p, kind="stable")
+    return _descending(p)
+
+
+def _descending(v: np.ndarray) -> np.ndarray:
+    """argsort(-v, kind="stable"): numpy sorts floats stably by merge sort (7 ms for 65536);
+    its default (vectorised) sort, then the runs of equal values put in index order, give the
+    same order in about 2 ms."""
+    order = np.argsort(-v)
+    sv = v[order]
+    same = sv[1:] == sv[:-1]
+    tied = np.flatnonzero(np.r_[same, False] | np.r_[False, same])  # positions in runs of equal values
+    if len(tied):
+        run, ids = np.cumsum(np.r_[True, ~same])[tied], order[tied]  # run numbers ascend with the position
+        order[tied] = ids[np.argsort(run * len(v) + ids)]  # by run, then by index: distinct keys
+    return order
 
 
 def seeded(seed: int | None) -> random.Random:
