@@ -14,7 +14,7 @@ from rwkvlite.loaders import load_model, save_model
 from rwkvlite.recipes import compress
 from rwkvlite.runtime import Runtime
 
-from ..conftest import make_model, run_cli
+from ..conftest import make_model, run_cli, shared
 
 TEXT = "And God said, Let there be light: and there was light. " * 300
 LITE = [{"lowrank": {"factor": 4}}, {"ffn_predictor": {"steps": 50}},
@@ -75,6 +75,77 @@ def test_runtime_logits_equal_the_evaluation_path(source, recipe, kernels, monke
             ref, ref_state = model(torch.tensor([[t]]), ref_state)
         got, state = rt.step(t, state)
         np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=tol, rtol=tol)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """version -> (folder, checkpoint, calibration text) of a small random model, made once."""
+    made = {}
+
+    def source(version):
+        if version not in made:
+            folder = tmp_path_factory.mktemp(f"rt{version}")
+            save_model(make_model(version), folder / "m.safetensors")
+            (folder / "t.txt").write_text(TEXT)
+            made[version] = folder, folder / "m.safetensors", folder / "t.txt"
+        return made[version]
+
+    return source
+
+
+@pytest.mark.parametrize("version,recipe", [("6", "fp16"), ("6", "int8"), ("6", "rwkvquant-3"), ("6", "lite-int4"),
+                                            ("5.2", "int8"), ("5.2", "lite-int4"), ("5.1", "int8"), ("5.0", "int8")])
+@pytest.mark.parametrize("kernels", ["c", "c-int16x", "numpy"])
+def test_rwkv5_and_6_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kernels, monkeypatch):
+    """RWKV-5 and 6 step in numpy between the same kernels (runtime/model.py, Block5, Block6)."""
+    from rwkvlite.runtime import kernels as k
+
+    out = compressed(sources(version), recipe)
+    monkeypatch.setattr(k, "_lib", None)
+    monkeypatch.setattr(k, "_tried", kernels == "numpy")
+    if kernels != "numpy" and k.lib() is None:
+        pytest.skip("no C compiler")
+    k.set_exact(kernels == "c")
+    tol = 3e-3 if kernels == "c-int16x" else 1e-3
+    model, rt = load_model(out), Runtime(out)
+    assert rt.config["version"] == version
+    state, ref_state = None, None
+    for t in [1, 72, 101, 108, 108, 111, 44, 32, 119, 111]:
+        with torch.no_grad():
+            ref, ref_state = model(torch.tensor([[t]]), ref_state)
+        got, state = rt.step(t, state)
+        np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("tag,kind", [("5v2-730K", "FP32"), ("6v0-3m", "Q5_1"), ("7v0-834K", "FP32")])
+def test_lean_runtime_on_rwkvcpp_real_models_matches_rwkvcpp(tag, kind, tmp_path):
+    """rwkv.cpp's real tiny models, compressed with no pass (16-bit file) and stepped through
+    the prompt '"in' by the lean runtime, against rwkv.cpp's FP32 logits: within 1e-2 from FP32
+    (the 16-bit file rounds the weights; tests/loaders bound FP16 so), and for the Q5_1 file
+    (the only RWKV-6 one) KL <= 1e-2 and the same top token, as tests/loaders does."""
+    out = tmp_path / "m.rwkvlite"
+    compress(shared("models", "rwkvcpp-tiny", f"tiny-rwkv-{tag}-{kind}.bin"), out, [], progress=False)
+    ref = np.fromfile(shared("models", "rwkvcpp-tiny", f"expected-logits-{tag}.bin"), np.float32)
+    rt, state = Runtime(out), None
+    for t in b'"in':
+        got, state = rt.step(t, state)
+    got = got[:len(ref)].astype(np.float64)
+    if kind == "FP32":
+        assert np.abs(got - ref).max() <= 1e-2
+    else:
+        p, q = np.exp(ref - ref.max()), np.exp(got - got.max())
+        p, q = p / p.sum(), q / q.sum()
+        assert float(np.sum(p * (np.log(p) - np.log(q)))) <= 1e-2 and got.argmax() == ref.argmax()
+
+
+def test_runtime_refuses_generations_it_does_not_run(tmp_path):
+    path = tmp_path / "m4.safetensors"
+    save_model(make_model("4"), path)
+    out = tmp_path / "m4.rwkvlite"
+    compress(path, out, RECIPES["int8"], progress=False)
+    r = run_cli("run", out, "--prompt", "x")
+    assert r.returncode == 2 and "runs RWKV-5, 6 and 7 files; this is RWKV-4" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("threaded", [False, True], ids=["as-built", "all-threaded"])

@@ -21,7 +21,7 @@ import tempfile
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "rwkv7.c")]
+SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "rwkv7.c", "rwkv6.c")]
 HEADER = os.path.join(HERE, "kernels.h")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"]
 OPENMP = ["-fopenmp"]
@@ -39,6 +39,7 @@ SIGNATURES = {
     "mv_vq": [VP, I64, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "axpy_vq": [VP, I64, I64, VP, VP, ctypes.c_int, ctypes.c_int, I64, I64, VP, VP, VP, I64],
     "rwkv7_time_mix": [VP] * 13 + [I64, I64, ctypes.c_float, VP],
+    "rwkv6_time_mix": [VP] * 10 + [I64, I64, ctypes.c_float, VP],
     "rwkv7_block": [VP] * 11,
     "rwkv7_block_floats": [VP],
     "head_rows": [VP, VP, I64, VP],

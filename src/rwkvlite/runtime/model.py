@@ -1,6 +1,8 @@
 """The lean runtime: one token at a time from a memory-mapped compressed file, in numpy
-plus the C kernels, without PyTorch. RWKV-7 only (the generation the bundled and reference
-models use); the equations are those of model/rwkv7.py in step form.
+plus the C kernels, without PyTorch. RWKV-7 (Block: one C call per block, rwkv7.c), RWKV-6
+and RWKV-5 (Block6, Block5: numpy between kernel calls, the WKV in C); the equations are
+those of model/rwkv7.py, rwkv6.py and rwkv5.py in step form. RWKV-4 files run through the
+PyTorch path.
 
 Weights stay as stored: matrices are multiplied packed (runtime/matrix.py); vectors and
 norms (a few KB per layer) are decoded to float32 once. RWKV-Lite structures are used as
@@ -259,20 +261,23 @@ class Block:
         dx = st["ffn"] - xf
         st["ffn"] = xf
         xk = (xf + dx * self.x_k).astype(np.float32)
-        if self.predictor is None:
-            h = np.maximum(self.fk.mv(xk), 0) ** 2
-            out = self.fv.mv(h) if not self.fv.transposed else self.fv.rmv(h)
-        else:
-            rows = self.predictor.active(xk)
-            self.active_total += len(rows)
-            h = np.maximum(self.fk.mv(xk, rows), 0) ** 2
-            if self.fv.transposed:  # rwkvlite's files: value columns of the active neurons only
-                out = self.fv.rmv(h, rows)
-            else:  # a value matrix stored [C, F]: every row is read, inactive neurons weigh 0
-                full = np.zeros(self.fv.cols, np.float32)
-                full[rows] = h
-                out = self.fv.mv(full)
-        return (x + out).astype(np.float32), v_first
+        return (x + sparse_ffn(self, xk)).astype(np.float32), v_first
+
+
+def sparse_ffn(b, xk) -> np.ndarray:
+    """W_v relu(W_k xk)^2 of block b's channel mix; with a predictor, over the neurons it
+    predicts active only (counted in b.active_total)."""
+    if b.predictor is None:
+        h = np.maximum(b.fk.mv(xk), 0) ** 2
+        return b.fv.mv(h) if not b.fv.transposed else b.fv.rmv(h)
+    rows = b.predictor.active(xk)
+    b.active_total += len(rows)
+    h = np.maximum(b.fk.mv(xk, rows), 0) ** 2
+    if b.fv.transposed:  # rwkvlite's files: value columns of the active neurons only
+        return b.fv.rmv(h, rows)
+    full = np.zeros(b.fv.cols, np.float32)  # a value matrix stored [C, F]: every row is read, inactive neurons weigh 0
+    full[rows] = h
+    return b.fv.mv(full)
 
 
 def time_mix(b: Block, S, r, w_raw, k, v, a_raw, g) -> tuple[np.ndarray, np.ndarray]:
@@ -299,6 +304,127 @@ def time_mix(b: Block, S, r, w_raw, k, v, a_raw, g) -> tuple[np.ndarray, np.ndar
     y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + b.eps)
     y = y * b.lnx[0].reshape(H, N) + b.lnx[1].reshape(H, N) + (r * k * b.r_k.reshape(H, N)).sum(-1, keepdims=True) * v
     return S, (y.reshape(-1) * g).astype(np.float32)
+
+
+class Block5:
+    """One RWKV-5 block (model/rwkv5.py in step form), numpy between the packed-matrix kernels:
+      x'_* = x mix_* + x_{t-1} (1 - mix_*)
+      y = r (S + diag(u) k^T v),  S <- diag(w) S + k^T v               (S: [N (key)][N (value)])
+      out = W_o (group_norm(y) * silu(W_g x'_g))                        (no gate in 5.0)
+    with w = exp(-exp(time_decay)) and u per channel (5.2) or per head (5.0, 5.1: u = e^time_first),
+    and the channel mix sigmoid(W_r x'_r) * W_v relu(W_k x'_k)^2. RWKV-6 (Block6) makes the
+    mixes and the decay depend on the input."""
+
+    c = None  # no one-call C path: each product is a kernel call
+
+    def __init__(self, w: Weights, i: int, cfg: dict, structure: dict):
+        p, low, vec = f"blocks.{i}", structure.get("lowrank", {}), w.vec
+        self.i, self.N = i, cfg["head_size"]
+        self.H = cfg.get("dim_att", cfg["n_embd"]) // self.N
+        self.eps = cfg.get("ln_x_eps", 64e-5)
+        self.ln1 = (vec(f"{p}.ln1.weight"), vec(f"{p}.ln1.bias"))
+        self.ln2 = (vec(f"{p}.ln2.weight"), vec(f"{p}.ln2.bias"))
+        self.r, self.k, self.v, self.o = (Linear(w, f"{p}.att.{n}", low.get(f"{p}.att.{n}"))
+                                          for n in ("receptance", "key", "value", "output"))
+        self.g = Linear(w, f"{p}.att.gate", low.get(f"{p}.att.gate")) if f"{p}.att.gate.weight" in w or \
+            f"{p}.att.gate.w1" in w else None
+        self.lnx = (vec(f"{p}.att.ln_x.weight"), vec(f"{p}.att.ln_x.bias"))
+        self.fr = Linear(w, f"{p}.ffn.receptance", low.get(f"{p}.ffn.receptance"))
+        self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
+        spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
+        self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
+        self.active_total = 0
+        self.mixes(w, p)
+
+    def mixes(self, w: Weights, p: str) -> None:
+        """The token-shift mixes and the decay and bonus."""
+        H, N, vec = self.H, self.N, w.vec
+        self.mix = np.stack([vec(f"{p}.att.time_mix_{n}") for n in ("rkvg" if self.g else "rkv")])
+        self.ffn_mix = np.stack([vec(f"{p}.ffn.time_mix_{n}") for n in "kr"])
+        if f"{p}.att.time_faaaa" in w:  # 5.2: per channel
+            self.w, self.u = np.exp(-np.exp(vec(f"{p}.att.time_decay"))), vec(f"{p}.att.time_faaaa")
+        else:  # 5.0, 5.1: per head, u stored as log u
+            self.w = np.repeat(np.exp(-np.exp(vec(f"{p}.att.time_decay"))), N)
+            self.u = np.repeat(np.exp(vec(f"{p}.att.time_first")), N)
+        self.w, self.u = self.w.reshape(H, N).astype(np.float32), self.u.reshape(H, N).astype(np.float32)
+
+    def time_inputs(self, xa, prev):
+        """(x'_r, x'_k, x'_v, x'_g or None, w [H, N])"""
+        xs = xa * self.mix + prev * (1 - self.mix)
+        return xs[0], xs[1], xs[2], xs[3] if self.g else None, self.w
+
+    def ffn_inputs(self, xf, prev):
+        """(x'_k, x'_r)"""
+        return xf * self.ffn_mix + prev * (1 - self.ffn_mix)
+
+    def __call__(self, x, st, v_first, inplace: bool = False):
+        """x after this block (v_first passed through); st gets the new state, in new arrays."""
+        H, N = self.H, self.N
+        xa = layer_norm(x, *self.ln1)
+        xr, xk, xv, xg, w = self.time_inputs(xa, st["att"])
+        r, k, v = (t.reshape(H, N) for t in (self.r(xr), self.k(xk), self.v(xv)))
+        if self.g is None:
+            g = np.ones(H * N, np.float32)
+        else:
+            g = self.g(xg)
+            g = g * sigmoid(g)
+        S, y = time_mix6(self, st["wkv"], r, k, v, w, g)
+        x = x + self.o(y)
+        xf = layer_norm(x, *self.ln2)
+        xk, xr = self.ffn_inputs(xf, st["ffn"]).astype(np.float32)
+        out = sigmoid(self.fr(xr)) * sparse_ffn(self, xk)
+        st["att"], st["ffn"], st["wkv"] = xa, xf, S
+        return (x + out).astype(np.float32), v_first
+
+
+class Block6(Block5):
+    """One RWKV-6 block (model/rwkv6.py in step form): RWKV-5.2's with the mixes and the decay
+    made from the input,
+      m_* = LoRA_mix(x + dx maa_x),  x'_* = x + dx (maa_* + m_*)       (dx = x_{t-1} - x)
+      w = exp(-exp(time_decay + tanh(x'_w W_d1) W_d2))
+    and the channel mix's x'_* = x + dx maa_*."""
+
+    def mixes(self, w: Weights, p: str) -> None:
+        vec = w.vec
+        self.maa = np.stack([vec(f"{p}.att.time_maa_{n}") for n in "xwkvrg"])
+        self.maa_w1 = Lora(w, f"{p}.att.time_maa_w1")
+        self.maa_w2 = decode(*w.parts(f"{p}.att.time_maa_w2")).astype(np.float32)  # [5, D, C]: five small up-projections
+        self.decay = vec(f"{p}.att.time_decay")
+        self.decay_w1, self.decay_w2 = Lora(w, f"{p}.att.time_decay_w1"), Lora(w, f"{p}.att.time_decay_w2")
+        self.u = vec(f"{p}.att.time_faaaa").reshape(self.H, self.N)
+        self.ffn_maa = np.stack([vec(f"{p}.ffn.time_maa_{n}") for n in "kr"])
+
+    def time_inputs(self, xa, prev):
+        dx = prev - xa
+        mix = np.tanh(self.maa_w1(xa + dx * self.maa[0])).reshape(5, -1)
+        xw, xk, xv, xr, xg = xa + dx * (self.maa[1:] + np.einsum("id,idc->ic", mix, self.maa_w2))
+        w = np.exp(-np.exp(self.decay + self.decay_w2(np.tanh(self.decay_w1(xw)))))
+        return xr, xk, xv, xg, w.reshape(self.H, self.N)
+
+    def ffn_inputs(self, xf, prev):
+        return xf + (prev - xf) * self.ffn_maa
+
+
+BLOCKS = {"7": Block, "6": Block6, "5.2": Block5, "5.1": Block5, "5.0": Block5}
+
+
+def time_mix6(b: Block5, S, r, k, v, w, g) -> tuple[np.ndarray, np.ndarray]:
+    """RWKV-5/6's WKV (bonus u), group norm and gate (model/rwkv5.py, rwkv6.py): (S', y [A]);
+    the old S is kept. r, k, v, w (the per-step decay): [H, N]."""
+    lib = kernels.lib()
+    if lib is not None:
+        T, out = np.empty_like(S), np.empty(S.shape[0] * S.shape[1], np.float32)
+        r, k, v, w, g = (np.ascontiguousarray(t, np.float32) for t in (r, k, v, w, g))
+        ptr = kernels.ptr
+        lib.rwkv6_time_mix(ptr(S), ptr(T), ptr(r), ptr(k), ptr(v), ptr(w), ptr(b.u), ptr(b.lnx[0]), ptr(b.lnx[1]),
+                           ptr(g), b.H, b.N, b.eps, ptr(out))
+        return T, out
+    kv = k[:, :, None] * v[:, None, :]
+    y = (r[:, None, :] @ (S + b.u[:, :, None] * kv))[:, 0]
+    S = (w[:, :, None] * S + kv).astype(np.float32)
+    mu = y.mean(-1, keepdims=True)
+    y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + b.eps)
+    return S, ((y.reshape(-1) * b.lnx[0] + b.lnx[1]) * g).astype(np.float32)
 
 
 class Head:
@@ -365,12 +491,13 @@ class Runtime:
         kernels.set_threads(threads)
         self.w = Weights(path, verify)
         cfg = self.w.manifest["config"]
-        if str(cfg["version"]) != "7":
-            raise RWKVLiteError(f"{path}: the lean runtime runs RWKV-7 files; this is RWKV-{cfg['version']} "
+        block = BLOCKS.get(str(cfg["version"]))
+        if block is None:
+            raise RWKVLiteError(f"{path}: the lean runtime runs RWKV-5, 6 and 7 files; this is RWKV-{cfg['version']} "
                                 "(use the PyTorch path: rwkvlite generate)")
         self.config = cfg
         structure = self.w.manifest.get("structure") or {}
-        self.blocks = [Block(self.w, i, cfg, structure) for i in range(cfg["n_layer"])]
+        self.blocks = [block(self.w, i, cfg, structure) for i in range(cfg["n_layer"])]
         native = [b for b in self.blocks if b.c is not None]
         if native:  # blocks step one after another: one workspace for all
             work = np.empty(max(b.work_floats for b in native), np.float32)
@@ -390,8 +517,9 @@ class Runtime:
 
     def zero_state(self) -> list[dict]:
         C, N = self.config["n_embd"], self.config["head_size"]
+        A = self.config.get("dim_att") or C
         return [{"att": np.zeros(C, np.float32), "ffn": np.zeros(C, np.float32),
-                 "wkv": np.zeros((C // N, N, N), np.float32)} for _ in self.blocks]
+                 "wkv": np.zeros((A // N, N, N), np.float32)} for _ in self.blocks]
 
     def step(self, token: int, state: list[dict] | None = None, inplace: bool = False) -> tuple[np.ndarray, list[dict]]:
         """Logits [V] (float32) after `token`, and the new state. The old state is not modified,
