@@ -1,4 +1,4 @@
-"""The lean runtime on randomly initialised RWKV-7 models with 0.1B and 0.4B shapes.
+"""The lean runtime on randomly initialised RWKV models (RWKV-7 unless --version) of 0.1B and 0.4B shapes.
 
 For each shape: a random fp16 checkpoint (bench/make_random_model.py), compressed by
   fp16        no pass (16-bit file)
@@ -19,7 +19,7 @@ against its own reading).
 With --repeat N every file is benchmarked N times in turn and the median run is reported
 (peak RSS: the largest of the runs; x bound: the median of the runs' own ratios).
 
-usage: python bench/runtime.py [--shapes 0.1b 0.4b] [--recipes fp16 int8 rwkvquant lite-3bit]
+usage: python bench/runtime.py [--version 7] [--shapes 0.1b 0.4b] [--recipes fp16 int8 rwkvquant lite-3bit]
                                [--threads N] [--repeat N] [--keep DIR] [--json out.json]
 """
 from __future__ import annotations
@@ -89,6 +89,7 @@ def bench_file(path: str, result: str, gen_tokens: int, threads: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--version", default="7", help="RWKV generation of the random models (7, 6, 5.2)")
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES))
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES))
     ap.add_argument("--gen-tokens", type=int, default=128)
@@ -108,18 +109,18 @@ def main():
     files, build_s = {}, {}
     for shape in args.shapes:
         layers, width = SHAPES[shape]
-        src = os.path.join(folder, f"rwkv7-{shape}.pth")
+        src = os.path.join(folder, f"rwkv{args.version}-{shape}.pth")
         if not os.path.exists(src):
             subprocess.run([sys.executable, os.path.join(HERE, "make_random_model.py"), "-o", src, "--layers",
-                            str(layers), "--width", str(width)], check=True)
+                            str(layers), "--width", str(width), "--version", args.version], check=True)
         for name in args.recipes:
-            files[shape, name] = os.path.join(folder, f"rwkv7-{shape}-{name}.rwkvlite")
+            files[shape, name] = os.path.join(folder, f"rwkv{args.version}-{shape}-{name}.rwkvlite")
             build_s[shape, name] = build(src, files[shape, name], RECIPES[name])
     runs = {key: [] for key in files}
     for rep in range(args.repeat):  # in turn, so that a slow spell of the machine hits every file alike
         for (shape, name), path in files.items():
             gbs = read_bandwidth_gbs(args.threads)
-            f = bench_file(path, os.path.join(folder, f"{shape}-{name}.json"), args.gen_tokens, threads)
+            f = bench_file(path, os.path.join(folder, f"rwkv{args.version}-{shape}-{name}.json"), args.gen_tokens, threads)
             f["bandwidth_gbs"] = gbs
             f["x_bound"] = f["decode_ms_per_token_median"] / (f["bytes_read_per_token"] / (gbs * 1e9) * 1e3)
             runs[shape, name].append(f)

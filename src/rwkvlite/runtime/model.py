@@ -326,8 +326,8 @@ class Block5:
         self.ln2 = (vec(f"{p}.ln2.weight"), vec(f"{p}.ln2.bias"))
         self.r, self.k, self.v, self.o = (Linear(w, f"{p}.att.{n}", low.get(f"{p}.att.{n}"))
                                           for n in ("receptance", "key", "value", "output"))
-        self.g = Linear(w, f"{p}.att.gate", low.get(f"{p}.att.gate")) if f"{p}.att.gate.weight" in w or \
-            f"{p}.att.gate.w1" in w else None
+        gated = f"{p}.att.gate.weight" in w or f"{p}.att.gate.w1" in w  # (low-rank: w1, w2); none in 5.0
+        self.g = Linear(w, f"{p}.att.gate", low.get(f"{p}.att.gate")) if gated else None
         self.lnx = (vec(f"{p}.att.ln_x.weight"), vec(f"{p}.att.ln_x.bias"))
         self.fr = Linear(w, f"{p}.ffn.receptance", low.get(f"{p}.ffn.receptance"))
         self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
