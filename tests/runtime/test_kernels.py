@@ -19,7 +19,7 @@ def sq_matrix(rng, rows, cols, bits, group):
 
 
 def vq_matrix(rng, rows, cols, bits, dim, group):
-    groups = cols // group
+    groups = -(-cols // group)  # the last may be shorter
     codes = rng.integers(0, 2**bits, (rows, cols // dim))
     book = rng.integers(-127, 128, (groups, 2**bits, dim))
     return encode_vq(codes, book, rng.uniform(0.005, 0.02, groups), bits, dim, group, [rows, cols])
@@ -31,6 +31,8 @@ CASES += [("sq", bits, 1280, 64) for bits in (3, 4, 8)]  # more than 16 groups p
 CASES += [("sq", bits, cols, 64) for bits in (1, 2, 3, 4, 8) for cols in (64, 96, 128)]
 CASES += [("sq", bits, cols, group) for bits in (3, 8) for cols, group in ((128, 32), (128, 128), (192, 64))]
 CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("vq", 10, 256, 256), ("dense", 16, 100, None), ("dense", 16, 160, None)]
+# a shorter last group (RWKV-6's FFN width 2688 in groups of 256): table, gather and float paths
+CASES += [("vq", 6, 2688, 256), ("vq", 6, 672, 256), ("vq", 6, 264, 256)]
 
 
 @pytest.fixture(params=["exact", "int16x"])

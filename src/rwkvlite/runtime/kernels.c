@@ -948,10 +948,12 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
     int32_t *pairs = NULL;
 #ifdef HAVE_AVX2
     unpacker u = make_unpacker(bits);
-    /* int path (dim 2, whole 16-index chunks): x as int16 per group, centroid pairs gathered
-     * and multiplied 16 columns per madd; |sum| < 2 * 127 * 32767 * group / 16 < 2^31 */
+    /* int path (dim 2, whole 16-index chunks, in the last group too, which may be shorter: FFN
+     * widths such as RWKV-6's 3.5 x 768 = 2688 columns in groups of 256): x as int16 per group,
+     * centroid pairs gathered and multiplied 16 columns per madd; |sum| < 2 * 127 * 32767 *
+     * group / 16 < 2^31 */
     if (int16_x && dim == 2 && bits <= 8 && group == 2 * per_group && per_group % 16 == 0 && group <= 4096 &&
-        nvec % per_group == 0 && (xq = malloc(cols * sizeof *xq)) && (xs = malloc(ngroups * sizeof *xs)))
+        nvec % per_group % 16 == 0 && (xq = malloc(cols * sizeof *xq)) && (xs = malloc(ngroups * sizeof *xs)))
         quantize_x(x, cols, group, xq, xs);
     else
         free(xq), xq = NULL;
@@ -960,8 +962,8 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
     /* AVX-512BW: each group's centroids as two 64-entry int16 tables (first and second values)
      * looked up 32 indices at a time by vpermt2w; x split into even and odd columns */
     int16_t *tables = NULL, *xeo = NULL;
-    if (xq && bits <= 6 && per_group % 32 == 0 && (tables = calloc(ngroups * 128, sizeof *tables)) &&
-        (xeo = malloc(cols * sizeof *xeo))) {
+    if (xq && bits <= 6 && per_group % 32 == 0 && nvec % per_group % 32 == 0 &&
+        (tables = calloc(ngroups * 128, sizeof *tables)) && (xeo = malloc(ngroups * group * sizeof *xeo))) {
         for (int64_t g = 0; g < ngroups; g++)
             for (int64_t k = 0; k < K; k++) {
                 tables[g * 128 + k] = book[(g * K + k) * 2];
