@@ -290,6 +290,23 @@ def test_nucleus_sampling_over_large_vocabularies_draws_what_the_full_sort_draws
             assert sample(logits, 1.0, top_p, random.Random(draw)) == full_sort(logits, top_p, random.Random(draw))
 
 
+def test_nucleus_cut_on_the_boundary_keeps_what_the_full_sort_keeps():
+    """top_p exactly on a cumulative sum: the full sort's test (mass before a token < top_p)
+    can round an ulp below it and keep one more token; the partial sort must keep it too."""
+    from rwkvlite.runtime.generate import _most_likely
+
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        logits = rng.standard_normal(1000) * 2
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        order = np.argsort(-p, kind="stable")
+        mass = np.cumsum(p[order])
+        top_p = float(mass[255])  # the nucleus ends at the 256th token, or one later by rounding
+        kept = int((mass - p[order] < top_p).sum())
+        assert len(_most_likely(p, top_p)) >= kept
+
+
 def test_run_chat_and_bench_commands(source, tmp_path):
     folder, path, text = source
     out = folder / "cli-int8.rwkvlite"
@@ -314,7 +331,7 @@ def test_runtime_refuses_damaged_and_foreign_files(source, tmp_path):
     folder, path, _ = source
     r = run_cli("run", path, "--prompt", "x")  # a plain checkpoint, not a compressed file
     assert r.returncode == 2 and "not an rwkvlite compressed file" in r.stderr
-    out = folder / "cli-int8.rwkvlite"
+    out = compressed(source, "int8")
     data = bytearray(out.read_bytes())
     data[-10] ^= 0xFF
     bad = tmp_path / "bad.rwkvlite"

@@ -36,13 +36,15 @@ def sample(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.85, rn
 
 def _most_likely(p: np.ndarray, top_p: float, k: int = 256) -> np.ndarray:
     """Token ids in order of probability, ties by id, as far as the nucleus needs: the tokens
-    at least as likely as the k-th likeliest, k growing until their mass reaches top_p (then
+    at least as likely as the k-th likeliest, k growing until their mass passes top_p (then
     no later token is kept), else all of them. The same prefix as a sort of the whole
     vocabulary, which would cost more than a lean model's token."""
     while k < len(p):
         ids = np.flatnonzero(p >= np.partition(p, len(p) - k)[len(p) - k])  # ascending ids
         ids = ids[_descending(p[ids])]
-        if np.cumsum(p[ids])[-1] >= top_p:
+        # past top_p by more than the rounding of the full sort's test (cumsum - p < top_p) on
+        # the next token, which may come out an ulp or two below the mass before it
+        if np.cumsum(p[ids])[-1] > top_p + 4 * np.spacing(max(top_p, 1.0)):
             return ids
         k *= 16
     return _descending(p)

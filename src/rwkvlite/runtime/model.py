@@ -320,7 +320,7 @@ class Block5:
     def __init__(self, w: Weights, i: int, cfg: dict, structure: dict):
         p, low, vec = f"blocks.{i}", structure.get("lowrank", {}), w.vec
         self.i, self.N = i, cfg["head_size"]
-        self.H = cfg.get("dim_att", cfg["n_embd"]) // self.N
+        self.H = (cfg.get("dim_att") or cfg["n_embd"]) // self.N
         self.eps = cfg.get("ln_x_eps", 64e-5)
         self.ln1 = (vec(f"{p}.ln1.weight"), vec(f"{p}.ln1.bias"))
         self.ln2 = (vec(f"{p}.ln2.weight"), vec(f"{p}.ln2.bias"))
@@ -413,6 +413,7 @@ def time_mix6(b: Block5, S, r, k, v, w, g) -> tuple[np.ndarray, np.ndarray]:
     the old S is kept. r, k, v, w (the per-step decay): [H, N]."""
     lib = kernels.lib()
     if lib is not None:
+        S = np.ascontiguousarray(S, np.float32)
         T, out = np.empty_like(S), np.empty(S.shape[0] * S.shape[1], np.float32)
         r, k, v, w, g = (np.ascontiguousarray(t, np.float32) for t in (r, k, v, w, g))
         ptr = kernels.ptr
