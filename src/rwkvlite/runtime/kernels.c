@@ -121,6 +121,27 @@ static inline __m256i unpack16(const uint8_t *q, int64_t c, int64_t avail, const
     return unpack_raw(_mm_loadu_si128((const __m128i *)tail), u);
 }
 
+#ifdef HAVE_PERMW
+/* sum over bits c0..c1 (c0 a multiple of 8, whole 32-bit chunks) of bit * xq, in 16 int32
+ * lanes: 32 bits are a mask making a 0/1 int16 vector for one multiply-add with x (1-bit sq
+ * codes in int_dot; the predictors' sign copies in mv_bits); two chains */
+static inline __m512i bits_dot(const uint8_t *q, const int16_t *xq, int64_t c, int64_t end) {
+    const __m512i one = _mm512_set1_epi16(1);
+    __m512i a = _mm512_setzero_si512(), b = a;
+    uint32_t m0, m1;
+    for (; c + 64 <= end; c += 64) {
+        memcpy(&m0, q + c / 8, 4), memcpy(&m1, q + c / 8 + 4, 4);
+        a = DOT16X(a, _mm512_maskz_mov_epi16(_cvtu32_mask32(m0), one), _mm512_loadu_si512(xq + c));
+        b = DOT16X(b, _mm512_maskz_mov_epi16(_cvtu32_mask32(m1), one), _mm512_loadu_si512(xq + c + 32));
+    }
+    if (c < end) {
+        memcpy(&m0, q + c / 8, 4);
+        a = DOT16X(a, _mm512_maskz_mov_epi16(_cvtu32_mask32(m0), one), _mm512_loadu_si512(xq + c));
+    }
+    return _mm512_add_epi32(a, b);
+}
+#endif
+
 /* sum over codes c0..c1 (whole 16-code chunks) of code * xq, in 8 int32 lanes: the general
  * case (1-bit codes, a matrix's last rows, partial groups); row_int below is the fast one */
 static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t avail, const unpacker *u,
@@ -129,15 +150,11 @@ static inline __m256i int_dot(const uint8_t *q, int64_t c0, int64_t c1, int64_t 
     int64_t c = c0;
 #define MADD(acc, codes, at) acc = DOT16(acc, codes, _mm256_loadu_si256((const __m256i *)(xq + (at))))
 #ifdef HAVE_PERMW
-    if (u->bits == 1) {  /* 1-bit codes: 32 bits are a mask selecting x's int16 values */
-        __m512i wide = _mm512_setzero_si512();
-        const __m512i ones = _mm512_set1_epi16(1);
-        for (; c + 32 <= c1; c += 32) {
-            __mmask32 m;
-            memcpy(&m, q + c / 8, 4);
-            wide = _mm512_add_epi32(wide, _mm512_madd_epi16(_mm512_maskz_mov_epi16(m, _mm512_loadu_si512(xq + c)), ones));
-        }
+    if (u->bits == 1) {  /* 1-bit codes: bits_dot over the whole 32-bit chunks */
+        const int64_t end = c0 + (c1 - c0) / 32 * 32;
+        const __m512i wide = bits_dot(q, xq, c0, end);
         acc = _mm256_add_epi32(_mm512_castsi512_si256(wide), _mm512_extracti64x4_epi64(wide, 1));
+        c = end;
     }
 #endif
     for (; c < c1; c += 16) MADD(acc, unpack16(q, c, avail, u), c);
@@ -1100,8 +1117,8 @@ void axpy_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *bo
 
 /* y[i] = sum of x over the set bits of row i (bit c of a row: byte c/8, bit c%8), for the
  * FFN predictors' 1-bit key copies (runtime/model.py, Predictor). With AVX-512 x is rounded
- * to int16 as on mv_sq's int path (one group: the row) and 32 bits become a 0/1 vector of
- * int16 for one multiply-add, without the scale, zero and group book-keeping of mv_sq. */
+ * to int16 as on mv_sq's int path (one group: the row) and multiplied by bits_dot, without
+ * the scale, zero and group book-keeping of mv_sq. */
 void mv_bits(const uint8_t *Q, int64_t qstride, int64_t cols, const float *x, float *y, int64_t n) {
 #ifdef HAVE_PERMW
     if (int16_x && cols % 32 == 0) {
@@ -1109,25 +1126,8 @@ void mv_bits(const uint8_t *Q, int64_t qstride, int64_t cols, const float *x, fl
         float xs;
         if (xq) {
             quantize_x(x, cols, cols, xq, &xs);
-            const __m512i one = _mm512_set1_epi16(1);
 #pragma omp parallel for schedule(static) if (n * cols >= parallel_min)
-            for (int64_t i = 0; i < n; i++) {
-                const uint8_t *q = Q + i * qstride;
-                __m512i a = _mm512_setzero_si512(), b = a;
-                int64_t c = 0;
-                for (; c + 64 <= cols; c += 64) {
-                    uint32_t m0, m1;
-                    memcpy(&m0, q + c / 8, 4), memcpy(&m1, q + c / 8 + 4, 4);
-                    a = DOT16X(a, _mm512_maskz_mov_epi16(_cvtu32_mask32(m0), one), _mm512_loadu_si512(xq + c));
-                    b = DOT16X(b, _mm512_maskz_mov_epi16(_cvtu32_mask32(m1), one), _mm512_loadu_si512(xq + c + 32));
-                }
-                if (c < cols) {
-                    uint32_t m0;
-                    memcpy(&m0, q + c / 8, 4);
-                    a = DOT16X(a, _mm512_maskz_mov_epi16(_cvtu32_mask32(m0), one), _mm512_loadu_si512(xq + c));
-                }
-                y[i] = xs * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(a, b));
-            }
+            for (int64_t i = 0; i < n; i++) y[i] = xs * (float)_mm512_reduce_add_epi32(bits_dot(Q + i * qstride, xq, 0, cols));
             free(xq);
             return;
         }
