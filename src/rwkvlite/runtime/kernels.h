@@ -1,6 +1,7 @@
 /* What kernels.c offers rwkv7.c: the packed matrix-vector kernels (layouts in kernels.c). */
 #ifndef RWKVLITE_KERNELS_H
 #define RWKVLITE_KERNELS_H
+#include <math.h>
 #include <stdint.h>
 
 typedef _Float16 f16;
@@ -10,6 +11,17 @@ typedef _Float16 f16;
 extern int64_t parallel_min;
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* one head's N outputs normalised in place, y <- (y - mean) / sqrt(var + eps): GroupNorm of
+ * one group, before its weight and bias (rwkv7.c, rwkv6.c) */
+static inline void head_norm(float *y, int64_t N, float eps) {
+    float mean = 0.f, var = 0.f;
+    for (int64_t j = 0; j < N; j++) mean += y[j];
+    mean /= N;
+    for (int64_t j = 0; j < N; j++) var += (y[j] - mean) * (y[j] - mean);
+    const float inv = 1.f / sqrtf(var / N + eps);
+    for (int64_t j = 0; j < N; j++) y[j] = (y[j] - mean) * inv;
+}
 
 void mv_f16(const f16 *W, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n);
 void axpy_f16(const f16 *W, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n);

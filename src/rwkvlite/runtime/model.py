@@ -36,6 +36,12 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def head_norm(y, eps):
+    """[H, N] normalised per head (GroupNorm before its weight and bias)."""
+    d = y - y.mean(-1, keepdims=True)
+    return d / np.sqrt((d * d).mean(-1, keepdims=True) + eps)
+
+
 class Weights:
     """Lazy access to a compressed file's tensors: matrices stay packed, vectors decoded."""
 
@@ -299,9 +305,7 @@ def time_mix(b: Block, S, r, w_raw, k, v, a_raw, g) -> tuple[np.ndarray, np.ndar
     k = k * (1 + (a - 1) * b.k_a)
     r, w, k, v, a = (t.reshape(H, N) for t in (r, w, k, v, a))
     S = S * w[:, None, :] + (S @ -kk[:, :, None]) * (kk * a)[:, None, :] + v[:, :, None] * k[:, None, :]
-    y = (S @ r[:, :, None])[:, :, 0]
-    mu = y.mean(-1, keepdims=True)
-    y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + b.eps)
+    y = head_norm((S @ r[:, :, None])[:, :, 0], b.eps)
     y = y * b.lnx[0].reshape(H, N) + b.lnx[1].reshape(H, N) + (r * k * b.r_k.reshape(H, N)).sum(-1, keepdims=True) * v
     return S, (y.reshape(-1) * g).astype(np.float32)
 
@@ -423,9 +427,7 @@ def time_mix6(b: Block5, S, r, k, v, w, g) -> tuple[np.ndarray, np.ndarray]:
     kv = k[:, :, None] * v[:, None, :]
     y = (r[:, None, :] @ (S + b.u[:, :, None] * kv))[:, 0]
     S = (w[:, :, None] * S + kv).astype(np.float32)
-    mu = y.mean(-1, keepdims=True)
-    y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + b.eps)
-    return S, ((y.reshape(-1) * b.lnx[0] + b.lnx[1]) * g).astype(np.float32)
+    return S, ((head_norm(y, b.eps).reshape(-1) * b.lnx[0] + b.lnx[1]) * g).astype(np.float32)
 
 
 class Head:

@@ -1,12 +1,11 @@
-/* One RWKV-6 token's WKV and group norm, in C (runtime/model.py's Block6 does the rest in numpy;
- * its numpy time mix, time_mix6, is the fallback and the tests' oracle). */
-#include <math.h>
+/* One RWKV-5 or RWKV-6 token's WKV, group norm and gate, in C (runtime/model.py's Block5 and
+ * Block6 do the rest in numpy; its time_mix6 in numpy is the fallback and the tests' oracle). */
 #include "kernels.h"
 
 /* Per head h (N channels), S: [N (key)][N (value)]:
  *   y = r (S + diag(u) k^T v),   S' = diag(w) S + k^T v
  *   out = group_norm(y) * ln_w + ln_b, times g
- * (model/rwkv6.py, TimeMix.forward, with w the per-step decay exp(-exp(.))). S' goes to T,
+ * (model/rwkv5.py and rwkv6.py, TimeMix.forward, with w the per-step decay exp(-exp(.))). S' goes to T,
  * which may be S; threads split the heads. */
 void rwkv6_time_mix(const float *S, float *T, const float *r, const float *k, const float *v, const float *w,
                     const float *u, const float *ln_w, const float *ln_b, const float *g, int64_t H, int64_t N,
@@ -26,11 +25,7 @@ void rwkv6_time_mix(const float *S, float *T, const float *r, const float *k, co
                 t[j] = wi * s[j] + kv;
             }
         }
-        float mean = 0.f, var = 0.f;
-        for (int64_t j = 0; j < N; j++) mean += y[j];
-        mean /= N;
-        for (int64_t j = 0; j < N; j++) var += (y[j] - mean) * (y[j] - mean);
-        const float inv = 1.f / sqrtf(var / N + eps);
-        for (int64_t j = 0; j < N; j++) out[o + j] = ((y[j] - mean) * inv * ln_w[o + j] + ln_b[o + j]) * g[o + j];
+        head_norm(y, N, eps);
+        for (int64_t j = 0; j < N; j++) out[o + j] = (y[j] * ln_w[o + j] + ln_b[o + j]) * g[o + j];
     }
 }

@@ -233,7 +233,7 @@ void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw
     for (int64_t h = 0; h < H; h++) {
         float w[N], a[N], kk[N], kp[N], y[N];  /* N: the head size, 64 */
         const int64_t o = h * N;
-        float norm = 0.f, bonus = 0.f, mean = 0.f, var = 0.f;
+        float norm = 0.f, bonus = 0.f;
         for (int64_t j = 0; j < N; j++) {
             w[j] = expf(-0.60653066f / (1.f + expf(-w_raw[o + j])));
             a[j] = 1.f / (1.f + expf(-a_raw[o + j]));
@@ -254,13 +254,9 @@ void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw
                 acc += t[j] * r[o + j];
             }
             y[i] = acc;
-            mean += acc;
         }
-        mean /= N;
-        for (int64_t i = 0; i < N; i++) var += (y[i] - mean) * (y[i] - mean);
-        float inv = 1.f / sqrtf(var / N + eps);
-        for (int64_t i = 0; i < N; i++)
-            out[o + i] = ((y[i] - mean) * inv * ln_w[o + i] + ln_b[o + i] + bonus * v[o + i]) * g[o + i];
+        head_norm(y, N, eps);
+        for (int64_t i = 0; i < N; i++) out[o + i] = (y[i] * ln_w[o + i] + ln_b[o + i] + bonus * v[o + i]) * g[o + i];
     }
 }
 
