@@ -6,10 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-
-from rwkvlite.errors import RWKVLiteError
 import torch
 
+from rwkvlite.errors import RWKVLiteError
 from rwkvlite.loaders import load_model, save_model
 from rwkvlite.recipes import compress
 from rwkvlite.runtime import Runtime
@@ -35,49 +34,6 @@ OTHER = {"lite-relu-2bitcopy": [{"lowrank": {"factor": 4, "variant": "relu"}},
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("rt")
-    path = folder / "m.safetensors"
-    save_model(make_model("7"), path)
-    text = folder / "t.txt"
-    text.write_text(TEXT)
-    return folder, path, text
-
-
-def compressed(source, recipe):
-    folder, path, text = source
-    out = folder / f"{recipe}.rwkvlite"
-    if not out.exists():
-        compress(path, out, {**RECIPES, **OTHER}[recipe], calibration=str(text), n_seq=4, seq_len=32,
-                 tokenizer="bytes", progress=False)
-    return out
-
-
-@pytest.mark.parametrize("recipe", list(RECIPES))
-@pytest.mark.parametrize("kernels", ["c", "c-int16x", "numpy"])
-def test_runtime_logits_equal_the_evaluation_path(source, recipe, kernels, monkeypatch):
-    from rwkvlite.runtime import kernels as k
-
-    out = compressed(source, recipe)
-    monkeypatch.setattr(k, "_lib", None)
-    monkeypatch.setattr(k, "_tried", kernels == "numpy")  # numpy: pretend the build was tried and failed
-    if kernels != "numpy" and k.lib() is None:
-        pytest.skip("no C compiler")
-    k.set_exact(kernels == "c")
-    # float x: within 1e-3; the int16-x fast path (8/4-bit) rounds x to 2^-15 of its group's max
-    tol = 3e-3 if kernels == "c-int16x" else 1e-3
-    model = load_model(out)
-    rt = Runtime(out)
-    tokens = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111]
-    state, ref_state = None, None
-    for t in tokens:
-        with torch.no_grad():
-            ref, ref_state = model(torch.tensor([[t]]), ref_state)
-        got, state = rt.step(t, state)
-        np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=tol, rtol=tol)
-
-
-@pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """version -> (folder, checkpoint, calibration text) of a small random model, made once."""
     made = {}
@@ -93,19 +49,39 @@ def sources(tmp_path_factory):
     return source
 
 
-@pytest.mark.parametrize("version,recipe", [("6", "fp16"), ("6", "int8"), ("6", "rwkvquant-3"), ("6", "lite-int4"),
-                                            ("5.2", "int8"), ("5.2", "lite-int4"), ("5.1", "int8"), ("5.0", "int8")])
+@pytest.fixture(scope="module")
+def source(sources):
+    return sources("7")
+
+
+def compressed(source, recipe):
+    folder, path, text = source
+    out = folder / f"{recipe}.rwkvlite"
+    if not out.exists():
+        compress(path, out, {**RECIPES, **OTHER}[recipe], calibration=str(text), n_seq=4, seq_len=32,
+                 tokenizer="bytes", progress=False)
+    return out
+
+
+# RWKV-7 (one C call per block) with every recipe; RWKV-6 and 5.x (numpy between the kernels,
+# runtime/model.py Block6, Block5) with a recipe of each kind their passes support
+CASES = [("7", recipe) for recipe in RECIPES] + [
+    ("6", "fp16"), ("6", "int8"), ("6", "rwkvquant-3"), ("6", "lite-int4"),
+    ("5.2", "int8"), ("5.2", "lite-int4"), ("5.1", "int8"), ("5.0", "int8")]
+
+
+@pytest.mark.parametrize("version,recipe", CASES)
 @pytest.mark.parametrize("kernels", ["c", "c-int16x", "numpy"])
-def test_rwkv5_and_6_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kernels, monkeypatch):
-    """RWKV-5 and 6 step in numpy between the same kernels (runtime/model.py, Block5, Block6)."""
+def test_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kernels, monkeypatch):
     from rwkvlite.runtime import kernels as k
 
     out = compressed(sources(version), recipe)
     monkeypatch.setattr(k, "_lib", None)
-    monkeypatch.setattr(k, "_tried", kernels == "numpy")
+    monkeypatch.setattr(k, "_tried", kernels == "numpy")  # numpy: pretend the build was tried and failed
     if kernels != "numpy" and k.lib() is None:
         pytest.skip("no C compiler")
     k.set_exact(kernels == "c")
+    # float x: within 1e-3; the int16-x fast path (8/4-bit) rounds x to 2^-15 of its group's max
     tol = 3e-3 if kernels == "c-int16x" else 1e-3
     model, rt = load_model(out), Runtime(out)
     assert rt.config["version"] == version
@@ -208,9 +184,7 @@ def test_inplace_steps_equal_copying_steps(source, recipe):
 
 
 def test_lean_runtime_does_not_import_torch(source):
-    folder, path, text = source
-    out = folder / "lean-int8.rwkvlite"
-    compress(path, out, RECIPES["int8"], progress=False)
+    out = compressed(source, "int8")
     code = ("import sys; from rwkvlite.runtime import Runtime; from rwkvlite.runtime.bench import bench; "
             "from rwkvlite.runtime.generate import sample; rt = Runtime(sys.argv[1]); sample(rt.step(5)[0]); "
             "bench(sys.argv[1], 2, 2); print('torch' in sys.modules, '_hashlib' in sys.modules)")
@@ -224,11 +198,7 @@ def test_generation_stopped_early_leaves_its_state(source):
     from rwkvlite.runtime.generate import generate
     from rwkvlite.tokenizer import tokenizer_for
 
-    folder, path, text = source
-    out = folder / "lean-int8.rwkvlite"
-    if not out.exists():
-        compress(path, out, RECIPES["int8"], progress=False)
-    rt = Runtime(out)
+    rt = Runtime(compressed(source, "int8"))
     tok = tokenizer_for(type("C", (), {"vocab_size": rt.config["vocab_size"]})(), "bytes")
     pieces = generate(rt, tok, "Hi", max_tokens=10, seed=0)
     next(pieces)
@@ -338,6 +308,7 @@ def test_runtime_refuses_damaged_and_foreign_files(source, tmp_path):
     bad.write_bytes(bytes(data))
     r = run_cli("run", bad, "--prompt", "x")
     assert r.returncode == 2 and "checksum" in r.stderr and "Traceback" not in r.stderr
+
 
 def test_the_kernels_build_wherever_a_compiler_is_found():
     """The kernel tests skip without C kernels; a compile error must fail, not skip."""
