@@ -36,6 +36,10 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def silu(x):
+    return x * sigmoid(x)
+
+
 def head_norm(y, eps):
     """[H, N] normalised per head (GroupNorm before its weight and bias)."""
     d = y - y.mean(-1, keepdims=True)
@@ -332,6 +336,7 @@ class Block5:
                                           for n in ("receptance", "key", "value", "output"))
         gated = f"{p}.att.gate.weight" in w or f"{p}.att.gate.w1" in w  # (low-rank: w1, w2); none in 5.0
         self.g = Linear(w, f"{p}.att.gate", low.get(f"{p}.att.gate")) if gated else None
+        self.ungated = None if gated else np.ones(self.H * self.N, np.float32)  # 5.0: the output as it is
         self.lnx = (vec(f"{p}.att.ln_x.weight"), vec(f"{p}.att.ln_x.bias"))
         self.fr = Linear(w, f"{p}.ffn.receptance", low.get(f"{p}.ffn.receptance"))
         self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
@@ -367,11 +372,7 @@ class Block5:
         xa = layer_norm(x, *self.ln1)
         xr, xk, xv, xg, w = self.time_inputs(xa, st["att"])
         r, k, v = (t.reshape(H, N) for t in (self.r(xr), self.k(xk), self.v(xv)))
-        if self.g is None:
-            g = np.ones(H * N, np.float32)
-        else:
-            g = self.g(xg)
-            g = g * sigmoid(g)
+        g = self.ungated if self.g is None else silu(self.g(xg))
         S, y = time_mix6(self, st["wkv"], r, k, v, w, g)
         x = x + self.o(y)
         xf = layer_norm(x, *self.ln2)
