@@ -7,8 +7,10 @@ the kernels are called, on a real file. OLD is the runtime folder of another che
 builds share one Runtime and one state: each round decodes --tokens tokens greedily with one
 build, then as many with the other (the order alternating between rounds). Reported: the
 median ms/token of each build and the median and spread of the per-round ratios new/old.
+--old numpy: the old side is every block's numpy step (step_numpy: numpy between the new
+build's kernel calls), which is what the one-call C blocks replace.
 
-usage: python bench/runtime_ab.py FILE --old DIR [--rounds 20] [--tokens 16] [--threads N]
+usage: python bench/runtime_ab.py FILE --old DIR|numpy [--rounds 20] [--tokens 16] [--threads N]
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from rwkvlite.runtime.model import Runtime  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file")
-    ap.add_argument("--old", required=True, help="runtime folder of the baseline checkout")
+    ap.add_argument("--old", required=True, help="runtime folder of the baseline checkout, or numpy")
     ap.add_argument("--new", default=os.path.dirname(kernels.__file__))
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--tokens", type=int, default=16, help="tokens per build per round")
@@ -37,25 +39,28 @@ def main() -> None:
     args = ap.parse_args()
     rt = Runtime(args.file, threads=args.threads)
     threads = kernels.threads()
-    libs = {k: load(getattr(args, k), threads) for k in ("old", "new")}
+    numpy_steps = args.old == "numpy"
+    libs = {k: load(args.new if numpy_steps else getattr(args, k), threads) for k in ("old", "new")}
     if any(b.c is None for b in rt.blocks):
         raise SystemExit(f"{args.file}: blocks without the C path; nothing to compare")
+    if any(not hasattr(lib, b.kernel) for lib in libs.values() for b in rt.blocks):
+        raise SystemExit(f"{args.file}: a build lacks this generation's one-call block; nothing to compare")
     # one workspace as large as either build asks (the default int16-x path in both)
-    floats = max(lib.rwkv7_block_floats(b._args) for lib in libs.values() for b in rt.blocks)
+    floats = max(getattr(lib, f"{b.kernel}_floats")(b._args) for lib in libs.values() for b in rt.blocks)
     work, rows = np.empty(floats, np.float32), np.empty(max(b.fk.rows for b in rt.blocks), np.int32)
     for b in rt.blocks:
         b.use_workspace(work, rows)
     state, token = rt.zero_state(), 0
     times = {k: [] for k in libs}
 
-    def use(lib):
-        kernels._lib = lib  # the matrices' kernels (head, embedding) look the library up per call
+    def use(k):
+        kernels._lib = lib = libs[k]  # the matrices' kernels (head, embedding) look the library up per call
         for b in rt.blocks:
-            b.c = lib.rwkv7_block
+            b.c = None if numpy_steps and k == "old" else getattr(lib, b.kernel)
 
     for r in range(args.rounds + 1):  # round 0: warm-up, not counted
         for k in (("old", "new") if r % 2 else ("new", "old")):
-            use(libs[k])
+            use(k)
             start = time.perf_counter()
             for _ in range(args.tokens):
                 logits, state = rt.step(token, state, inplace=True)

@@ -125,12 +125,13 @@ def test_runtime_refuses_generations_it_does_not_run(tmp_path):
 
 
 @pytest.mark.parametrize("threaded", [False, True], ids=["as-built", "all-threaded"])
-@pytest.mark.parametrize("recipe", list(RECIPES) + list(OTHER))
-def test_c_block_step_equals_the_numpy_one(source, recipe, threaded):
-    """rwkv7.c steps each block in one call; Block.step_numpy does the same with the same
-    kernels and numpy in between: they agree to float rounding (x kept float32 here).
-    all-threaded: every loop that may split across threads does (two threads, no minimum
-    size), as they do at real sizes; this model is too small for that otherwise."""
+@pytest.mark.parametrize("version,recipe", [("7", r) for r in list(RECIPES) + list(OTHER)] + CASES[len(RECIPES):])
+def test_c_block_step_equals_the_numpy_one(sources, version, recipe, threaded):
+    """rwkv7.c (RWKV-7) and rwkv6.c (RWKV-6, 5.x) step each block in one call; step_numpy
+    does the same with the same kernels and numpy in between: they agree to float rounding
+    (x kept float32 here). all-threaded: every loop that may split across threads does (two
+    threads, no minimum size), as they do at real sizes; these models are too small for that
+    otherwise."""
     from rwkvlite.runtime import kernels as k
 
     if k.lib() is None:
@@ -142,7 +143,7 @@ def test_c_block_step_equals_the_numpy_one(source, recipe, threaded):
         k.set_threads(2)
         minimum.value = 0
     try:
-        rt = Runtime(compressed(source, recipe))
+        rt = Runtime(compressed(sources(version), recipe))
         assert all(b.c is not None for b in rt.blocks)  # every block has the one-call path
         rng = np.random.default_rng(0)
         C = rt.config["n_embd"]
@@ -153,7 +154,9 @@ def test_c_block_step_equals_the_numpy_one(source, recipe, threaded):
             a, b, before = dict(st), dict(st), st["wkv"].copy()
             xc, vc = block(x, a, v_first)
             xn, vn = block.step_numpy(x, b, v_first)
-            for got, want in [(xc, xn), (vc, vn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))]:
+            assert (vc is None) == (vn is None) == (version != "7")  # v_first: RWKV-7's only
+            pairs = [(xc, xn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))] + ([(vc, vn)] if vc is not None else [])
+            for got, want in pairs:
                 np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
             assert np.array_equal(st["wkv"], before)  # the old state is kept
             x, v_first = xn, vn

@@ -1,5 +1,5 @@
-"""The C kernels (kernels.c: packed matrix-vector products; rwkv7.c: one RWKV-7 block per
-call), built on first use with the system's C compiler and loaded through ctypes; None when
+"""The C kernels (kernels.c: packed matrix-vector products; rwkv7.c and rwkv6.c: one RWKV-7,
+or RWKV-5/6, block per call, from the parts in blocks.c), built on first use with the system's C compiler and loaded through ctypes; None when
 no compiler is available (the runtime then uses numpy).
 
 Why hand-written C: no maintained package multiplies by our packed layouts (3-bit streams,
@@ -21,7 +21,7 @@ import tempfile
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "rwkv7.c", "rwkv6.c")]
+SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "blocks.c", "rwkv7.c", "rwkv6.c")]
 HEADER = os.path.join(HERE, "kernels.h")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"]
 OPENMP = ["-fopenmp"]
@@ -42,6 +42,8 @@ SIGNATURES = {
     "rwkv6_time_mix": [VP] * 10 + [I64, I64, ctypes.c_float, VP],
     "rwkv7_block": [VP] * 11,
     "rwkv7_block_floats": [VP],
+    "rwkv6_block": [VP] * 10,
+    "rwkv6_block_floats": [VP],
     "head_rows": [VP, VP, I64, VP],
     "head_logprobs": [VP, VP, I64, VP, VP, I64, ctypes.c_double, VP],
     "set_threads": [ctypes.c_int],
@@ -50,10 +52,10 @@ SIGNATURES = {
     "mv_bits": [VP, I64, I64, VP, VP, I64],
 }
 RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int, "rwkv7_block": I64,
-            "rwkv7_block_floats": I64,
+            "rwkv7_block_floats": I64, "rwkv6_block": I64, "rwkv6_block_floats": I64,
             "head_rows": I64}  # the others return nothing
 
-# rwkv7.c's structs (every field 8 bytes wide). A matrix: its kernel's arguments by name.
+# kernels.h's, rwkv7.c's and rwkv6.c's structs (every field 8 bytes wide). A matrix: its kernel's arguments by name.
 MAT_KINDS = {"f16": 1, "sq": 2, "vq": 3, "f32": 4}
 MAT_ARGS = {"f16": ("q", "cols"),
             "sq": ("q", "stride", "qbytes", "scale", "zero", "zstride", "bits", "group", "cols"),
@@ -74,13 +76,26 @@ class PredictorT(ctypes.Structure):
                 ("keep", ctypes.c_double)]
 
 
+class FfnT(ctypes.Structure):
+    _fields_ = [("fk", Mat), ("fv", Mat), ("fv_transposed", I64), ("predicted", I64), ("pred", PredictorT)]
+
+
 class Block7(ctypes.Structure):
     _fields_ = ([(n, I64) for n in ("C", "H", "N", "F", "first", "hidden")] + [("eps", ctypes.c_double)]
                 + [(n, VP) for n in ("ln1w", "ln1b", "ln2w", "ln2b", "mix", "w0", "a0", "k_k", "k_a", "r_k", "v0",
                                      "lnxw", "lnxb", "x_k")]
                 + [(n, LinearT) for n in "rkvo"]
-                + [(n, Mat) for n in ("w1", "w2", "a1", "a2", "g1", "g2", "v1", "v2", "fk", "fv")]
-                + [("fv_transposed", I64), ("predicted", I64), ("pred", PredictorT)])
+                + [(n, Mat) for n in ("w1", "w2", "a1", "a2", "g1", "g2", "v1", "v2")]
+                + [("ffn", FfnT)])
+
+
+class Block6(ctypes.Structure):
+    _fields_ = ([(n, I64) for n in ("C", "A", "H", "N", "D", "hidden", "dynamic", "gated")] + [("eps", ctypes.c_double)]
+                + [(n, VP) for n in ("ln1w", "ln1b", "ln2w", "ln2b", "shift", "maa_x", "maa_w2", "decay", "u", "lnxw",
+                                     "lnxb", "ffn_shift")]
+                + [(n, LinearT) for n in ("r", "k", "v", "g", "o", "fr")]
+                + [(n, Mat) for n in ("maa_w1", "decay_w1", "decay_w2")]
+                + [("ffn", FfnT)])
 
 
 def cache_dir() -> str:

@@ -1,8 +1,8 @@
 """The lean runtime: one token at a time from a memory-mapped compressed file, in numpy
-plus the C kernels, without PyTorch. RWKV-7 (Block: one C call per block, rwkv7.c), RWKV-6
-and RWKV-5 (Block6, Block5: numpy between kernel calls, the WKV in C); the equations are
-those of model/rwkv7.py, rwkv6.py and rwkv5.py in step form. RWKV-4 files run through the
-PyTorch path.
+plus the C kernels, without PyTorch: one C call per block for RWKV-7 (Block, rwkv7.c) and
+RWKV-6 and 5 (Block6, Block5, rwkv6.c), with each block's step in numpy as the fallback and
+the tests' oracle; the equations are those of model/rwkv7.py, rwkv6.py and rwkv5.py in step
+form. RWKV-4 files run through the PyTorch path.
 
 Weights stay as stored: matrices are multiplied packed (runtime/matrix.py); vectors and
 norms (a few KB per layer) are decoded to float32 once. RWKV-Lite structures are used as
@@ -156,9 +156,72 @@ def _native_linear(lin: Linear) -> kernels.LinearT:
                            diag=kernels.ptr(lin.diag))
 
 
-class Block:
+def _native_ffn(b) -> kernels.FfnT:
+    """Block b's channel-mix key, value and predictor as kernels.h's ffn_t."""
+    pred = b.predictor
+    f = kernels.FfnT(fk=_native(b.fk), fv=_native(b.fv), fv_transposed=int(b.fv.transposed),
+                     predicted=int(pred is not None))
+    if pred is not None:
+        sign = isinstance(pred.copy, SignBits)
+        f.pred = kernels.PredictorT(m1=_native(pred.m1), m2=_native(pred.m2), copy=_native(pred.copy),
+                                    b1=kernels.ptr(pred.b1), cut=kernels.ptr(pred.cut),
+                                    scale=kernels.ptr(pred.copy.scale) if sign else None, keep=pred.keep)
+    return f
+
+
+class OneCall:
+    """What the blocks stepped in one C call share: binding their struct, a workspace, and the
+    call itself with the state arrays it reads and writes. Subclasses set `kernel` (the C
+    function) and build their struct in _native; c is None where the block steps in numpy."""
+
+    kernel = ""
+    c = None
+
+    def bind(self) -> None:
+        """self.c: the C step, or None (no compiler, or a matrix without a C kernel)."""
+        try:
+            self.c = self._native() if kernels.lib() is not None else None
+        except Unbound:
+            self.c = None
+
+    def _bound(self, struct):
+        """Keep the struct alive, take its address and workspace size; the C function."""
+        lib = kernels.lib()
+        self._ref, self._args = struct, ctypes.addressof(struct)
+        self.work_floats = getattr(lib, f"{self.kernel}_floats")(self._args)
+        self._bufs = None  # use_workspace, or a workspace of its own on the first call
+        return getattr(lib, self.kernel)
+
+    def use_workspace(self, work: np.ndarray, rows: np.ndarray) -> None:
+        """Step in these buffers (at least work_floats floats and F ints), which blocks stepped
+        one after another may share."""
+        self._work, self._rows = work, rows
+        self._bufs = (kernels.ptr(work), kernels.ptr(rows))
+
+    def step_c(self, x, st, inplace: bool, *extra) -> np.ndarray:
+        """x after the C step (extra: pointers the kernel takes after the state's); st gets the
+        new state, in new arrays, or written over the old ones if inplace."""
+        ptr = kernels.ptr
+        if self._bufs is None:
+            self.use_workspace(np.empty(self.work_floats, np.float32), np.empty(self.fk.rows, np.int32))
+        x = np.array(x, np.float32)  # updated in place
+        if inplace:
+            att, ffn, wkv = st["att"], st["ffn"], st["wkv"]
+        else:
+            att, ffn, wkv = np.empty_like(st["att"]), np.empty_like(st["ffn"]), np.empty_like(st["wkv"])
+        n = self.c(self._args, ptr(x), ptr(st["att"]), ptr(att), ptr(st["ffn"]), ptr(ffn), ptr(st["wkv"]), ptr(wkv),
+                   *extra, *self._bufs)
+        st["att"], st["ffn"], st["wkv"] = att, ffn, wkv
+        if self.predictor is not None:
+            self.active_total += n
+        return x
+
+
+class Block(OneCall):
     """One RWKV-7 block, stepped by rwkv7.c in one call (step_numpy: the same in numpy, the
     fallback where a matrix has no C kernel, and the tests' oracle)."""
+
+    kernel = "rwkv7_block"
 
     def __init__(self, w: Weights, i: int, cfg: dict, structure: dict):
         p = f"blocks.{i}"
@@ -187,20 +250,14 @@ class Block:
         self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
         self.active_total = 0
         self.C = cfg["n_embd"]
-        try:
-            self.c = self._native() if kernels.lib() is not None else None
-        except Unbound:
-            self.c = None
+        self.bind()
 
     def _native(self):
-        """This block as rwkv7.c's block7_t (kernels.Block7), its workspace bound."""
+        """This block as rwkv7.c's block7_t (kernels.Block7)."""
         loras = [self.w1, self.w2, self.a1, self.a2, self.g1, self.g2] + ([self.v1, self.v2] if self.i else [])
         lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o) if lin.low is not None]
-        pred = self.predictor
-        b = kernels.Block7(C=self.C, H=self.H, N=self.N, F=self.fk.rows,
-                           first=int(self.i == 0), eps=self.eps, fv_transposed=int(self.fv.transposed),
-                           predicted=int(pred is not None),
-                           hidden=max([l.A.cols for l in loras] + lows + ([pred.m1.rows] if pred else [])))
+        b = kernels.Block7(C=self.C, H=self.H, N=self.N, F=self.fk.rows, first=int(self.i == 0), eps=self.eps,
+                           hidden=max([l.A.cols for l in loras] + lows), ffn=_native_ffn(self))
         vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1], "mix": self.mix,
                    "w0": self.w0, "a0": self.a0, "k_k": self.k_k, "k_a": self.k_a, "r_k": self.r_k,
                    "lnxw": self.lnx[0], "lnxb": self.lnx[1], "x_k": self.x_k, "v0": getattr(self, "v0", None)}
@@ -210,47 +267,18 @@ class Block:
             setattr(b, name, _native_linear(getattr(self, name)))
         for name, lora in zip(("w1", "w2", "a1", "a2", "g1", "g2", "v1", "v2"), loras):
             setattr(b, name, _native(lora.A))
-        b.fk, b.fv = _native(self.fk), _native(self.fv)
-        if pred is not None:
-            sign = isinstance(pred.copy, SignBits)
-            b.pred = kernels.PredictorT(m1=_native(pred.m1), m2=_native(pred.m2), copy=_native(pred.copy),
-                                        b1=kernels.ptr(pred.b1), cut=kernels.ptr(pred.cut),
-                                        scale=kernels.ptr(pred.copy.scale) if sign else None, keep=pred.keep)
-        self._ref = b
-        self._args = ctypes.addressof(b)
-        self.work_floats = kernels.lib().rwkv7_block_floats(self._args)
-        self._bufs = None  # use_workspace, or a workspace of its own on the first call
-        return kernels.lib().rwkv7_block
-
-    def use_workspace(self, work: np.ndarray, rows: np.ndarray) -> None:
-        """Step in these buffers (at least work_floats floats and F ints), which blocks stepped
-        one after another may share."""
-        self._work, self._rows = work, rows
-        self._bufs = (kernels.ptr(work), kernels.ptr(rows))
+        return self._bound(b)
 
     def __call__(self, x, st, v_first, inplace: bool = False):
         """x after this block and v_first; st (att, ffn, wkv) is given the block's new state,
         in new arrays, or written over the old ones if inplace."""
         if self.c is None:
             return self.step_numpy(x, st, v_first)
-        ptr = kernels.ptr
-        if self._bufs is None:
-            self.use_workspace(np.empty(self.work_floats, np.float32), np.empty(self.fk.rows, np.int32))
-        x = np.array(x, np.float32)  # updated in place
         if self.i == 0:
             v_first = np.empty(self.C, np.float32)
         elif v_first is None:
             raise ValueError("blocks after the first need v_first")
-        if inplace:
-            att, ffn, wkv = st["att"], st["ffn"], st["wkv"]
-        else:
-            att, ffn, wkv = np.empty_like(st["att"]), np.empty_like(st["ffn"]), np.empty_like(st["wkv"])
-        n = self.c(self._args, ptr(x), ptr(st["att"]), ptr(att), ptr(st["ffn"]), ptr(ffn), ptr(st["wkv"]), ptr(wkv),
-                   ptr(v_first), *self._bufs)
-        st["att"], st["ffn"], st["wkv"] = att, ffn, wkv
-        if self.predictor is not None:
-            self.active_total += n
-        return x, v_first
+        return self.step_c(x, st, inplace, kernels.ptr(v_first)), v_first
 
     def step_numpy(self, x, st, v_first):
         xa = layer_norm(x, *self.ln1)
@@ -314,8 +342,10 @@ def time_mix(b: Block, S, r, w_raw, k, v, a_raw, g) -> tuple[np.ndarray, np.ndar
     return S, (y.reshape(-1) * g).astype(np.float32)
 
 
-class Block5:
-    """One RWKV-5 block (model/rwkv5.py in step form), numpy between the packed-matrix kernels:
+class Block5(OneCall):
+    """One RWKV-5 block (model/rwkv5.py in step form), stepped by rwkv6.c in one call
+    (step_numpy: the same in numpy between the packed-matrix kernels, the fallback and the
+    tests' oracle):
       x'_* = x mix_* + x_{t-1} (1 - mix_*)
       y = r (S + diag(u) k^T v),  S <- diag(w) S + k^T v               (S: [N (key)][N (value)])
       out = W_o (group_norm(y) * silu(W_g x'_g))                        (no gate in 5.0)
@@ -323,7 +353,7 @@ class Block5:
     and the channel mix sigmoid(W_r x'_r) * W_v relu(W_k x'_k)^2. RWKV-6 (Block6) makes the
     mixes and the decay depend on the input."""
 
-    c = None  # no one-call C path: each product is a kernel call
+    kernel = "rwkv6_block"
 
     def __init__(self, w: Weights, i: int, cfg: dict, structure: dict):
         p, low, vec = f"blocks.{i}", structure.get("lowrank", {}), w.vec
@@ -344,9 +374,12 @@ class Block5:
         self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
         self.active_total = 0
         self.mixes(w, p)
+        self.bind()
 
     def mixes(self, w: Weights, p: str) -> None:
-        """The token-shift mixes and the decay and bonus."""
+        """The token-shift mixes and the decay and bonus; for rwkv6.c, the shifts written as
+        x + dx shift (dx = x_{t-1} - x): [5, C] for w k v r g (w and a missing g: 0) and
+        [2, C] for the channel mix's k r, and w as the decay."""
         H, N, vec = self.H, self.N, w.vec
         self.mix = np.stack([vec(f"{p}.att.time_mix_{n}") for n in ("rkvg" if self.g else "rkv")])
         self.ffn_mix = np.stack([vec(f"{p}.ffn.time_mix_{n}") for n in "kr"])
@@ -356,6 +389,31 @@ class Block5:
             self.w = np.repeat(np.exp(-np.exp(vec(f"{p}.att.time_decay"))), N)
             self.u = np.repeat(np.exp(vec(f"{p}.att.time_first")), N)
         self.w, self.u = self.w.reshape(H, N).astype(np.float32), self.u.reshape(H, N).astype(np.float32)
+        none = np.zeros_like(self.mix[0])
+        self.shift = np.stack([none, *(1 - self.mix[[1, 2, 0]]), 1 - self.mix[3] if self.g else none])
+        self.ffn_shift, self.decay = 1 - self.ffn_mix, self.w
+
+    def _native(self):
+        """This block as rwkv6.c's block6_t (kernels.Block6)."""
+        dynamic = isinstance(self, Block6)
+        C, A = self.shift.shape[1], self.H * self.N
+        lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o, self.g, self.fr) if lin and lin.low is not None]
+        b = kernels.Block6(C=C, A=A, H=self.H, N=self.N, D=self.maa_w2.shape[1] if dynamic else 0,
+                           hidden=max(lows + ([self.decay_w1.A.cols] if dynamic else []) + [1]), dynamic=int(dynamic),
+                           gated=int(self.g is not None), eps=self.eps, ffn=_native_ffn(self))
+        vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1],
+                   "shift": self.shift, "decay": self.decay, "u": self.u, "lnxw": self.lnx[0], "lnxb": self.lnx[1],
+                   "ffn_shift": self.ffn_shift}
+        if dynamic:
+            vectors.update(maa_x=self.maa[0], maa_w2=self.maa_w2)
+            b.maa_w1, b.decay_w1, b.decay_w2 = (_native(l.A) for l in (self.maa_w1, self.decay_w1, self.decay_w2))
+        for name, v in vectors.items():
+            assert v.dtype == np.float32 and v.flags.c_contiguous, name
+            setattr(b, name, kernels.ptr(v))
+        for name in ("r", "k", "v", "g", "o", "fr"):
+            if getattr(self, name) is not None:
+                setattr(b, name, _native_linear(getattr(self, name)))
+        return self._bound(b)
 
     def time_inputs(self, xa, prev):
         """(x'_r, x'_k, x'_v, x'_g or None, w [H, N])"""
@@ -367,7 +425,13 @@ class Block5:
         return xf * self.ffn_mix + prev * (1 - self.ffn_mix)
 
     def __call__(self, x, st, v_first, inplace: bool = False):
-        """x after this block (v_first passed through); st gets the new state, in new arrays."""
+        """x after this block (v_first passed through); st gets the new state, in new arrays,
+        or written over the old ones if inplace."""
+        if self.c is None:
+            return self.step_numpy(x, st, v_first)
+        return self.step_c(x, st, inplace), v_first
+
+    def step_numpy(self, x, st, v_first):
         H, N = self.H, self.N
         xa = layer_norm(x, *self.ln1)
         xr, xk, xv, xg, w = self.time_inputs(xa, st["att"])
@@ -398,6 +462,7 @@ class Block6(Block5):
         self.decay_w1, self.decay_w2 = Lora(w, f"{p}.att.time_decay_w1"), Lora(w, f"{p}.att.time_decay_w2")
         self.u = vec(f"{p}.att.time_faaaa").reshape(self.H, self.N)
         self.ffn_maa = np.stack([vec(f"{p}.ffn.time_maa_{n}") for n in "kr"])
+        self.shift, self.ffn_shift = self.maa[1:], self.ffn_maa
 
     def time_inputs(self, xa, prev):
         dx = prev - xa

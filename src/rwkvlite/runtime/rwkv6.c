@@ -1,5 +1,9 @@
-/* One RWKV-5 or RWKV-6 token's WKV, group norm and gate, in C (runtime/model.py's Block5 and
- * Block6 do the rest in numpy; its time_mix6 in numpy is the fallback and the tests' oracle). */
+/* One RWKV-5 or RWKV-6 token through one block, in C: runtime/model.py's Block5 and Block6
+ * step (which do the same in numpy, as the fallback and the tests' oracle) in one foreign call
+ * per block. The parts RWKV-7's block shares are in blocks.c; the struct below is mirrored by
+ * ctypes in runtime/kernels.py (every field 8 bytes wide). */
+#include <math.h>
+#include <string.h>
 #include "kernels.h"
 
 /* Per head h (N channels), S: [N (key)][N (value)]:
@@ -28,4 +32,106 @@ void rwkv6_time_mix(const float *S, float *T, const float *r, const float *k, co
         head_norm(y, N, eps);
         for (int64_t j = 0; j < N; j++) out[o + j] = (y[j] * ln_w[o + j] + ln_b[o + j]) * g[o + j];
     }
+}
+
+typedef struct {
+    int64_t C, A, H, N, D, hidden;  /* A: attention width; D: width of each mix's LoRA (RWKV-6); hidden: the widest
+                                       inner dimension (low rank, decay LoRA, predictor MLP) */
+    int64_t dynamic, gated;         /* dynamic: RWKV-6's input-made mixes and decay; gated: all but RWKV-5.0 */
+    double eps;                     /* ln_x */
+    const float *ln1w, *ln1b, *ln2w, *ln2b;
+    const float *shift;    /* [5][C], for w k v r g: x' = x + (x_{t-1} - x) shift (RWKV-5: 1 - time_mix; RWKV-6: maa) */
+    const float *maa_x;    /* RWKV-6: [C], the mixes' LoRA input x + dx maa_x */
+    const float *maa_w2;   /* RWKV-6: [5][D][C], the mixes' up-projections, float32 */
+    const float *decay;    /* RWKV-6: time_decay [A], before exp(-exp(. + LoRA)); RWKV-5: the decay w itself */
+    const float *u, *lnxw, *lnxb;
+    const float *ffn_shift;  /* [2][C], for k r, as shift */
+    linear_t r, k, v, g, o, fr;
+    mat_t maa_w1, decay_w1, decay_w2;
+    ffn_t ffn;
+} block6_t;
+
+/* floats of workspace rwkv6_block needs */
+int64_t rwkv6_block_floats(const block6_t *b) {
+    return 9 * b->C + 6 * b->A + 5 * b->D + 5 * b->hidden + channel_mix_floats(&b->ffn);
+}
+
+/* x + dx shift per mix (shift [n][C]) into mixed [n][C]; RWKV-6 adds to each shift its LoRA
+ * term, tanh(LoRA input W_1) W_2[i] (m: 5 D floats) */
+static void token_shift6(const block6_t *b, const float *x, const float *prev, float *mixed, float *m) {
+    const int64_t C = b->C, D = b->D;
+    for (int64_t i = 0; i < 5; i++)
+        for (int64_t c = 0; c < C; c++) mixed[i * C + c] = b->shift[i * C + c];
+    if (b->dynamic) {
+        float *xx = mixed + 5 * C;  /* C floats of scratch after the five */
+        for (int64_t c = 0; c < C; c++) xx[c] = x[c] + (prev[c] - x[c]) * b->maa_x[c];
+        mat_rmv(&b->maa_w1, xx, m, NULL, C);
+        for (int64_t j = 0; j < 5 * D; j++) m[j] = tanhf(m[j]);
+#pragma omp parallel for schedule(static) if (5 * D * C >= parallel_min)
+        for (int64_t i = 0; i < 5; i++)
+            for (int64_t d = 0; d < D; d++) {
+                const float *w = b->maa_w2 + (i * D + d) * C, md = m[i * D + d];
+                for (int64_t c = 0; c < C; c++) mixed[i * C + c] += md * w[c];
+            }
+    }
+    for (int64_t i = 0; i < 5; i++)
+        for (int64_t c = 0; c < C; c++) mixed[i * C + c] = x[c] + (prev[c] - x[c]) * mixed[i * C + c];
+}
+
+/* r, k, v, the gate and (RWKV-6) the decay's LoRA from the mixes (mixed [5][C]: w k v r g),
+ * into out [5][A] in the order r k v g w, each a task for one thread as in rwkv7.c's
+ * projections. h: 5 hidden floats. */
+static void projections6(const block6_t *b, const float *mixed, float *out, float *h) {
+    const int64_t C = b->C, A = b->A;
+#pragma omp parallel for schedule(dynamic, 1) if (6 * C * A >= parallel_min)
+    for (int64_t t = 0; t < 5; t++) {
+        float *y = out + t * A, *ht = h + t * b->hidden;
+        switch (t) {
+        case 0: linear(&b->r, mixed + 3 * C, y, ht); break;
+        case 1: linear(&b->k, mixed + 1 * C, y, ht); break;
+        case 2: linear(&b->v, mixed + 2 * C, y, ht); break;
+        case 3:
+            if (b->gated) linear(&b->g, mixed + 4 * C, y, ht);
+            break;
+        case 4:
+            if (b->dynamic) lora(&b->decay_w1, &b->decay_w2, mixed, y, ht, TANH);
+            break;
+        }
+    }
+}
+
+/* One token through block b: x [C] is updated in place; the block's state (att, ffn [C],
+ * S [H][N][N]) is read and its successor written to att_out, ffn_out, T (which may alias
+ * the inputs). work: rwkv6_block_floats(b) floats; rows: F ints. Returns how many FFN neurons
+ * were computed. */
+int64_t rwkv6_block(const block6_t *b, float *x, const float *att, float *att_out, const float *ffn, float *ffn_out,
+                    const float *S, float *T, float *work, int32_t *rows) {
+    const int64_t C = b->C, A = b->A;
+    float *xa = work, *mixed = xa + C, *out = mixed + 6 * C, *u = out + C, *r = u + C, *k = r + A, *v = k + A,
+          *g = v + A, *w = g + A, *y = w + A, *m = y + A, *h = m + 5 * b->D, *rest = h + 5 * b->hidden;
+    /* time mix: token shift, projections, decay and gate, WKV */
+    layer_norm(x, b->ln1w, b->ln1b, C, 1e-5f, xa);
+    token_shift6(b, xa, att, mixed, m);
+    memcpy(att_out, xa, C * sizeof *xa);
+    projections6(b, mixed, r, h);  /* r k v g w, consecutive */
+    for (int64_t c = 0; c < A; c++) {
+        w[c] = b->dynamic ? expf(-expf(b->decay[c] + w[c])) : b->decay[c];
+        g[c] = b->gated ? g[c] * sigmoidf(g[c]) : 1.f;  /* silu */
+    }
+    rwkv6_time_mix(S, T, r, k, v, w, b->u, b->lnxw, b->lnxb, g, b->H, b->N, (float)b->eps, y);
+    linear(&b->o, y, out, h);
+    for (int64_t c = 0; c < C; c++) x[c] += out[c];
+
+    /* channel mix: sigmoid(W_r x'_r) * W_v relu(W_k x'_k)^2 */
+    float *xf = xa, *xk = mixed, *xr = mixed + C;
+    layer_norm(x, b->ln2w, b->ln2b, C, 1e-5f, xf);
+    for (int64_t c = 0; c < C; c++) {
+        xk[c] = xf[c] + (ffn[c] - xf[c]) * b->ffn_shift[c];
+        xr[c] = xf[c] + (ffn[c] - xf[c]) * b->ffn_shift[C + c];
+    }
+    memcpy(ffn_out, xf, C * sizeof *xf);
+    linear(&b->fr, xr, out, h);
+    const int64_t n = channel_mix(&b->ffn, C, xk, u, rows, rest);
+    for (int64_t c = 0; c < C; c++) x[c] += sigmoidf(out[c]) * u[c];
+    return n;
 }
