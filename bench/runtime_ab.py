@@ -3,7 +3,8 @@ one process: the whole token (blocks, head) with one build, then with the other.
 
 bench/kernels_ab.py judges single kernels this way; this judges a change to rwkv7.c or to how
 the kernels are called, on a real file. OLD is the runtime folder of another checkout (e.g.
-`git worktree add /tmp/old HEAD~1`, then --old /tmp/old/src/rwkvlite/runtime). The two
+`git worktree add /tmp/old HEAD~1`, then --old /tmp/old/src/rwkvlite/runtime; the two builds
+must lay out the block structs alike, as this checkout's runtime/kernels.py mirrors them). The two
 builds share one Runtime and one state: each round decodes --tokens tokens greedily with one
 build, then as many with the other (the order alternating between rounds). Reported: the
 median ms/token of each build and the median and spread of the per-round ratios new/old.

@@ -91,10 +91,10 @@ class Block7(ctypes.Structure):
 
 class Block6(ctypes.Structure):
     _fields_ = ([(n, I64) for n in ("C", "A", "H", "N", "D", "hidden", "dynamic", "gated")] + [("eps", ctypes.c_double)]
-                + [(n, VP) for n in ("ln1w", "ln1b", "ln2w", "ln2b", "shift", "maa_x", "maa_w2", "decay", "u", "lnxw",
+                + [(n, VP) for n in ("ln1w", "ln1b", "ln2w", "ln2b", "shift", "maa_x", "up_rows", "decay", "u", "lnxw",
                                      "lnxb", "ffn_shift")]
                 + [(n, LinearT) for n in ("r", "k", "v", "g", "o", "fr")]
-                + [(n, Mat) for n in ("maa_w1", "decay_w1", "decay_w2")]
+                + [(n, Mat) for n in ("maa_w1", "maa_w2", "decay_w1", "decay_w2")]
                 + [("ffn", FfnT)])
 
 

@@ -398,15 +398,17 @@ class Block5(OneCall):
         dynamic = isinstance(self, Block6)
         C, A = self.shift.shape[1], self.H * self.N
         lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o, self.g, self.fr) if lin and lin.low is not None]
-        b = kernels.Block6(C=C, A=A, H=self.H, N=self.N, D=self.maa_w2.shape[1] if dynamic else 0,
+        b = kernels.Block6(C=C, A=A, H=self.H, N=self.N, D=len(self.up_rows) // 5 if dynamic else 0,
                            hidden=max(lows + ([self.decay_w1.A.cols] if dynamic else []) + [1]), dynamic=int(dynamic),
                            gated=int(self.g is not None), eps=self.eps, ffn=_native_ffn(self))
         vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1],
                    "shift": self.shift, "decay": self.decay, "u": self.u, "lnxw": self.lnx[0], "lnxb": self.lnx[1],
                    "ffn_shift": self.ffn_shift}
         if dynamic:
-            vectors.update(maa_x=self.maa[0], maa_w2=self.maa_w2)
-            b.maa_w1, b.decay_w1, b.decay_w2 = (_native(l.A) for l in (self.maa_w1, self.decay_w1, self.decay_w2))
+            vectors.update(maa_x=self.maa[0])
+            b.up_rows = kernels.ptr(self.up_rows)
+            b.maa_w1, b.maa_w2, b.decay_w1, b.decay_w2 = (_native(m) for m in (self.maa_w1.A, self.maa_up,
+                                                                               self.decay_w1.A, self.decay_w2.A))
         for name, v in vectors.items():
             assert v.dtype == np.float32 and v.flags.c_contiguous, name
             setattr(b, name, kernels.ptr(v))
@@ -457,7 +459,14 @@ class Block6(Block5):
         vec = w.vec
         self.maa = np.stack([vec(f"{p}.att.time_maa_{n}") for n in "xwkvrg"])
         self.maa_w1 = Lora(w, f"{p}.att.time_maa_w1")
-        self.maa_w2 = decode(*w.parts(f"{p}.att.time_maa_w2")).astype(np.float32)  # [5, D, C]: five small up-projections
+        # time_maa_w2 [5, D, C], five small up-projections, multiplied as stored: one [5D, C] matrix
+        # (mix i: rows iD..iD+D). The passes keep 3-D tensors dense.
+        entry, arrays = w.parts(f"{p}.att.time_maa_w2")
+        if entry["enc"] != "dense":
+            raise RWKVLiteError(f"{p}.att.time_maa_w2 is stored as {entry['enc']}; the lean runtime reads it dense")
+        five, D, C = entry["shape"]
+        self.maa_up = matrix({**entry, "shape": [five * D, C]}, {"values": arrays["values"].reshape(five * D, C)})
+        self.up_rows = np.arange(five * D, dtype=np.int32)
         self.decay = vec(f"{p}.att.time_decay")
         self.decay_w1, self.decay_w2 = Lora(w, f"{p}.att.time_decay_w1"), Lora(w, f"{p}.att.time_decay_w2")
         self.u = vec(f"{p}.att.time_faaaa").reshape(self.H, self.N)
@@ -467,7 +476,9 @@ class Block6(Block5):
     def time_inputs(self, xa, prev):
         dx = prev - xa
         mix = np.tanh(self.maa_w1(xa + dx * self.maa[0])).reshape(5, -1)
-        xw, xk, xv, xr, xg = xa + dx * (self.maa[1:] + np.einsum("id,idc->ic", mix, self.maa_w2))
+        rows = self.up_rows.reshape(5, -1)
+        up = np.stack([self.maa_up.rmv(mix[i], rows[i]).copy() for i in range(5)])  # rmv's buffer is the matrix's
+        xw, xk, xv, xr, xg = xa + dx * (self.maa[1:] + up)
         w = np.exp(-np.exp(self.decay + self.decay_w2(np.tanh(self.decay_w1(xw)))))
         return xr, xk, xv, xg, w.reshape(self.H, self.N)
 

@@ -42,12 +42,12 @@ typedef struct {
     const float *ln1w, *ln1b, *ln2w, *ln2b;
     const float *shift;    /* [5][C], for w k v r g: x' = x + (x_{t-1} - x) shift (RWKV-5: 1 - time_mix; RWKV-6: maa) */
     const float *maa_x;    /* RWKV-6: [C], the mixes' LoRA input x + dx maa_x */
-    const float *maa_w2;   /* RWKV-6: [5][D][C], the mixes' up-projections, float32 */
+    const int32_t *up_rows;  /* RWKV-6: 0..5D, rows of maa_w2 (mix i: rows iD..iD+D) */
     const float *decay;    /* RWKV-6: time_decay [A], before exp(-exp(. + LoRA)); RWKV-5: the decay w itself */
     const float *u, *lnxw, *lnxb;
     const float *ffn_shift;  /* [2][C], for k r, as shift */
     linear_t r, k, v, g, o, fr;
-    mat_t maa_w1, decay_w1, decay_w2;
+    mat_t maa_w1, maa_w2, decay_w1, decay_w2;  /* maa_w2: the mixes' five up-projections as one [5D, C] */
     ffn_t ffn;
 } block6_t;
 
@@ -56,26 +56,23 @@ int64_t rwkv6_block_floats(const block6_t *b) {
     return 9 * b->C + 6 * b->A + 5 * b->D + 5 * b->hidden + channel_mix_floats(&b->ffn);
 }
 
-/* x + dx shift per mix (shift [n][C]) into mixed [n][C]; RWKV-6 adds to each shift its LoRA
- * term, tanh(LoRA input W_1) W_2[i] (m: 5 D floats) */
+/* x + dx shift per mix (shift [5][C]) into mixed [5][C]; RWKV-6 adds to each shift its LoRA
+ * term, tanh(LoRA input W_1)_i W_2[i] (m: 5 D floats), the five up-projections a task each */
 static void token_shift6(const block6_t *b, const float *x, const float *prev, float *mixed, float *m) {
     const int64_t C = b->C, D = b->D;
-    for (int64_t i = 0; i < 5; i++)
-        for (int64_t c = 0; c < C; c++) mixed[i * C + c] = b->shift[i * C + c];
     if (b->dynamic) {
         float *xx = mixed + 5 * C;  /* C floats of scratch after the five */
         for (int64_t c = 0; c < C; c++) xx[c] = x[c] + (prev[c] - x[c]) * b->maa_x[c];
         mat_rmv(&b->maa_w1, xx, m, NULL, C);
         for (int64_t j = 0; j < 5 * D; j++) m[j] = tanhf(m[j]);
 #pragma omp parallel for schedule(static) if (5 * D * C >= parallel_min)
-        for (int64_t i = 0; i < 5; i++)
-            for (int64_t d = 0; d < D; d++) {
-                const float *w = b->maa_w2 + (i * D + d) * C, md = m[i * D + d];
-                for (int64_t c = 0; c < C; c++) mixed[i * C + c] += md * w[c];
-            }
+        for (int64_t i = 0; i < 5; i++) mat_rmv(&b->maa_w2, m + i * D, mixed + i * C, b->up_rows + i * D, D);
+    } else {
+        memset(mixed, 0, 5 * C * sizeof *mixed);
     }
     for (int64_t i = 0; i < 5; i++)
-        for (int64_t c = 0; c < C; c++) mixed[i * C + c] = x[c] + (prev[c] - x[c]) * mixed[i * C + c];
+        for (int64_t c = 0; c < C; c++)
+            mixed[i * C + c] = x[c] + (prev[c] - x[c]) * (b->shift[i * C + c] + mixed[i * C + c]);
 }
 
 /* r, k, v, the gate and (RWKV-6) the decay's LoRA from the mixes (mixed [5][C]: w k v r g),
