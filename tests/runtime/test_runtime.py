@@ -166,6 +166,22 @@ def test_c_block_step_equals_the_numpy_one(sources, version, recipe, threaded):
         k.set_threads(threads)
 
 
+def test_each_runtime_steps_with_its_own_threads(source):
+    """Runtime(threads=N) is that runtime's setting, not the last one made in the process."""
+    from rwkvlite.runtime import kernels as k
+
+    if k.lib() is None:
+        pytest.skip("no C compiler")
+    kept = k.threads()
+    try:
+        one, two = (Runtime(compressed(source, "int8"), threads=n) for n in (1, 2))
+        for rt, n in ((one, 1), (two, 2), (one, 1)):
+            rt.step(5)
+            assert k.threads() == n
+    finally:
+        k.set_threads(kept)
+
+
 @pytest.mark.parametrize("recipe", ["int8", "lite"])
 def test_inplace_steps_equal_copying_steps(source, recipe):
     """step(..., inplace=True) (generation, bench) writes the new state over the old one; the

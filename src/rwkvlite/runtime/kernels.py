@@ -170,13 +170,25 @@ def set_exact(exact: bool) -> None:
         ctypes.c_int.in_dll(_lib, "int16_x").value = 0 if exact else 1
 
 
+_threads = None  # what set_threads last set (None: OpenMP's default, one per core, or RWKVLITE_THREADS)
+
+
 def set_threads(n: int | None) -> None:
-    """Use n threads in the C kernels (None: leave as is; default one per core)."""
+    """Use n threads in the C kernels (None: leave as is; default one per core). The setting
+    is the process's; each Runtime re-applies its own before it steps (use_threads)."""
+    global _threads
     if n is not None:
         if n < 1:
             raise ValueError(f"threads must be at least 1, not {n}")
         if lib() is not None:
             lib().set_threads(int(n))
+            _threads = int(n)
+
+
+def use_threads(n: int) -> None:
+    """set_threads(n) unless n is what the kernels use already (a per-token check, no foreign call)."""
+    if n != _threads:
+        set_threads(n)
 
 
 def threads() -> int:

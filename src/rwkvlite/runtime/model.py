@@ -565,10 +565,12 @@ def _trim_heap() -> None:
 
 class Runtime:
     """model = Runtime("m.rwkvlite"); logits, state = model.step(token, state).
-    threads: the C kernels' threads (default one per core, or RWKVLITE_THREADS)."""
+    threads: the C kernels' threads (default one per core, or RWKVLITE_THREADS), this
+    runtime's own: another Runtime in the process may use another number."""
 
     def __init__(self, path, verify: bool = True, cache_rows: int = 1024, threads: int | None = None):
         kernels.set_threads(threads)
+        self.threads = kernels.threads()
         self.w = Weights(path, verify)
         cfg = self.w.manifest["config"]
         block = BLOCKS.get(str(cfg["version"]))
@@ -604,6 +606,7 @@ class Runtime:
     def step(self, token: int, state: list[dict] | None = None, inplace: bool = False) -> tuple[np.ndarray, list[dict]]:
         """Logits [V] (float32) after `token`, and the new state. The old state is not modified,
         unless inplace: then it is updated and returned (no new state allocated per token)."""
+        kernels.use_threads(self.threads)
         if state is None:
             state = self.zero_state()
         elif not inplace:
