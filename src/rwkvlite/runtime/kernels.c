@@ -475,25 +475,39 @@ static inline __m512i sum16x16(__m512i v[16]) {
 
 /* 16 short rows (a few groups: LoRA-like and predictor factors, low-rank w2) at once: a row
  * of one or two groups would otherwise spend more on its own reductions than on its codes.
- * y[r] = sum_g scale_g xs_g ((q . xq)_g - zero_g xqsum_g); q[r]: the rows' codes (loads safe) */
+ * y[r] = sum_g scale_g xs_g ((q . xq)_g - zero_g xqsum_g); q[r]: the rows' codes (loads safe).
+ * packed: 16 consecutive rows of one or two groups, zeros a byte a row (the predictors' MLP
+ * output layers, low-rank w2): their scales and zeros are read 16 at a time, not one by one. */
 static inline __attribute__((always_inline)) void rows16_int512(const uint8_t *q[16], const f16 *scale[16],
                                                                 const uint8_t *z[16], const int16_t *xq, const float *xs,
                                                                 const float *xqsum, int64_t ngroups, int64_t group,
                                                                 int64_t cols, const int bits, __m512i shuffle,
-                                                                __m512i mul, float *y) {
+                                                                __m512i mul, int packed, float *y) {
     __m512 total = _mm512_setzero_ps();
     for (int64_t g = 0; g < ngroups; g++) {
         const int64_t c0 = g * group, c1 = MIN(cols, c0 + group);
         __m512i dots[16];
-        float sc[16], zr[16];
-        for (int r = 0; r < 16; r++) {
-            dots[r] = group_dot(q[r], xq, c0, c1, bits, shuffle, mul);
-            sc[r] = (float)scale[r][g];
-            zr[r] = (float)code_at(z[r], g, bits);
+        for (int r = 0; r < 16; r++) dots[r] = group_dot(q[r], xq, c0, c1, bits, shuffle, mul);
+        __m512 sc, zr;
+        if (packed) {  /* scale g of 16 rows: every ngroups-th of 16 ngroups halves; zero g: bits g bits on in a byte */
+            __m256i s16 = _mm256_loadu_si256((const __m256i *)scale[0]);
+            if (ngroups == 2) {
+                static const int16_t even[32] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+                const __m512i pick = _mm512_add_epi16(_mm512_loadu_si512(even), _mm512_set1_epi16((short)g));
+                s16 = _mm512_castsi512_si256(_mm512_permutexvar_epi16(pick, _mm512_loadu_si512(scale[0])));
+            }
+            sc = _mm512_cvtph_ps(s16);
+            const __m512i zb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)z[0]));
+            zr = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(zb, (unsigned)(g * bits)),
+                                                     _mm512_set1_epi32((1 << bits) - 1)));
+        } else {
+            float s16[16], z16[16];
+            for (int r = 0; r < 16; r++) s16[r] = (float)scale[r][g], z16[r] = (float)code_at(z[r], g, bits);
+            sc = _mm512_loadu_ps(s16), zr = _mm512_loadu_ps(z16);
         }
         __m512 d = _mm512_cvtepi32_ps(sum16x16(dots));
-        d = _mm512_fnmadd_ps(_mm512_loadu_ps(zr), _mm512_set1_ps(xqsum[g]), d);
-        total = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(sc), _mm512_set1_ps(xs[g])), d, total);
+        d = _mm512_fnmadd_ps(zr, _mm512_set1_ps(xqsum[g]), d);
+        total = _mm512_fmadd_ps(_mm512_mul_ps(sc, _mm512_set1_ps(xs[g])), d, total);
     }
     _mm512_storeu_ps(y, total);
 }
@@ -552,8 +566,9 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
             q[k] = Q + r * qstride, z[k] = Z + r * zstride, sc[k] = S + r * ngroups;
             safe &= qbytes - r * qstride >= qstride + 16;
         }
+        const int packed = !rows && ngroups <= 2 && zstride == 1;
         if ((done[b] = (uint8_t)safe)) switch (bits) {
-#define CASE(B) case B: rows16_int512(q, sc, z, xq, xs, xqsum, ngroups, group, cols, B, shuffle, mul512, y + 16 * b); break;
+#define CASE(B) case B: rows16_int512(q, sc, z, xq, xs, xqsum, ngroups, group, cols, B, shuffle, mul512, packed, y + 16 * b); break;
                 CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
             }
