@@ -202,6 +202,20 @@ def test_inplace_steps_equal_copying_steps(source, recipe):
         kept = new
 
 
+def test_inplace_steps_follow_state_arrays_replaced_between_them(source):
+    """In-place steps reuse the C calls' arguments made for the state's arrays; an array put in
+    the state between steps (a reset layer, say) must be the one read and written next."""
+    rt = Runtime(compressed(source, "int8"))
+    own = rt.zero_state()
+    rt.step(5, own, inplace=True)
+    own[1]["wkv"], own[0]["att"] = np.zeros_like(own[1]["wkv"]), np.ones_like(own[0]["att"])
+    want, _ = rt.step(7, [{k: v.copy() for k, v in st.items()} for st in own])
+    kept = own[1]["wkv"]
+    got, _ = rt.step(7, own, inplace=True)
+    np.testing.assert_array_equal(got, want)
+    assert own[1]["wkv"] is kept and kept.any()  # written in place
+
+
 def test_lean_runtime_does_not_import_torch(source):
     out = compressed(source, "int8")
     code = ("import sys; from rwkvlite.runtime import Runtime; from rwkvlite.runtime.bench import bench; "
