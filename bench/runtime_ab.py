@@ -9,9 +9,11 @@ builds share one Runtime and one state: each round decodes --tokens tokens greed
 build, then as many with the other (the order alternating between rounds). Reported: the
 median ms/token of each build and the median and spread of the per-round ratios new/old.
 --old numpy: the old side is every block's numpy step (step_numpy: numpy between the new
-build's kernel calls), which is what the one-call C blocks replace.
+build's kernel calls), which is what the one-call C blocks replace. --old per-block: the old
+side calls the C blocks from the per-block Python loop (Runtime._blocks), which the in-place
+loop of prepared calls (Runtime._blocks_in_place) replaces.
 
-usage: python bench/runtime_ab.py FILE --old DIR|numpy [--rounds 20] [--tokens 16] [--threads N]
+usage: python bench/runtime_ab.py FILE --old DIR|numpy|per-block [--rounds 20] [--tokens 16] [--threads N]
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from rwkvlite.runtime.model import Runtime  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file")
-    ap.add_argument("--old", required=True, help="runtime folder of the baseline checkout, or numpy")
+    ap.add_argument("--old", required=True, help="runtime folder of the baseline checkout, numpy or per-block")
     ap.add_argument("--new", default=os.path.dirname(kernels.__file__))
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--tokens", type=int, default=16, help="tokens per build per round")
@@ -40,8 +42,8 @@ def main() -> None:
     args = ap.parse_args()
     rt = Runtime(args.file, threads=args.threads)
     threads = kernels.threads()
-    numpy_steps = args.old == "numpy"
-    libs = {k: load(args.new if numpy_steps else getattr(args, k), threads) for k in ("old", "new")}
+    numpy_steps, per_block = args.old == "numpy", args.old == "per-block"
+    libs = {k: load(args.new if numpy_steps or per_block else getattr(args, k), threads) for k in ("old", "new")}
     if any(b.c is None for b in rt.blocks):
         raise SystemExit(f"{args.file}: blocks without the C path; nothing to compare")
     if any(not hasattr(lib, b.kernel) for lib in libs.values() for b in rt.blocks):
@@ -58,6 +60,10 @@ def main() -> None:
         kernels._lib = lib = libs[k]  # the matrices' kernels (head, embedding) look the library up per call
         for b in rt.blocks:
             b.c = None if numpy_steps and k == "old" else getattr(lib, b.kernel)
+        if per_block and k == "old":
+            rt._blocks_in_place = lambda x, state: rt._blocks(x, state, True)
+        else:
+            rt.__dict__.pop("_blocks_in_place", None)  # the class's
 
     for r in range(args.rounds + 1):  # round 0: warm-up, not counted
         for k in (("old", "new") if r % 2 else ("new", "old")):

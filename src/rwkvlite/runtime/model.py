@@ -619,18 +619,28 @@ class Runtime:
         if self.ln0 is not None:
             x = layer_norm(x, *self.ln0)
         if inplace and all(b.c is not None for b in self.blocks):
-            np.copyto(self._x, x)
-            for block, args in zip(self.blocks, self._calls_for(state)):
-                n = block.c(*args)
-                if block.predictor is not None:
-                    block.active_total += n
-            x = self._x
+            x = self._blocks_in_place(x, state)
         else:
-            v_first = None
-            for block, st in zip(self.blocks, state):
-                x, v_first = block(x, st, v_first, inplace)
+            x = self._blocks(x, state, inplace)
         self.tokens += 1
         return self.head(layer_norm(x, *self.ln_out).astype(np.float32)), state
+
+    def _blocks(self, x, state: list[dict], inplace: bool) -> np.ndarray:
+        """x through the blocks one call each (numpy or C), state given the new state."""
+        v_first = None
+        for block, st in zip(self.blocks, state):
+            x, v_first = block(x, st, v_first, inplace)
+        return x
+
+    def _blocks_in_place(self, x, state: list[dict]) -> np.ndarray:
+        """The same with every block in C and the state stepped in place: the calls' arguments
+        made once (_calls_for), x in the runtime's buffer."""
+        np.copyto(self._x, x)
+        for block, args in zip(self.blocks, self._calls_for(state)):
+            n = block.c(*args)
+            if block.predictor is not None:
+                block.active_total += n
+        return self._x
 
     def _calls_for(self, state: list[dict]) -> list[tuple]:
         """Each C block's arguments for stepping `state` in place, made again only when one of its
