@@ -36,7 +36,7 @@ void rwkv6_time_mix(const float *S, float *T, const float *r, const float *k, co
 
 typedef struct {
     int64_t C, A, H, N, D, hidden;  /* A: attention width; D: width of each mix's LoRA (RWKV-6); hidden: the widest
-                                       inner dimension (low rank, decay LoRA, predictor MLP) */
+                                       inner dimension (low rank, decay LoRA) */
     int64_t dynamic, gated;         /* dynamic: RWKV-6's input-made mixes and decay; gated: all but RWKV-5.0 */
     double eps;                     /* ln_x */
     const float *ln1w, *ln1b, *ln2w, *ln2b;

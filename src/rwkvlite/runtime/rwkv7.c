@@ -13,7 +13,7 @@
 #endif
 
 typedef struct {
-    int64_t C, H, N, F, first, hidden;  /* hidden: the widest inner dimension (LoRA, low rank, predictor MLP) */
+    int64_t C, H, N, F, first, hidden;  /* hidden: the widest inner dimension (LoRA, low rank) */
     double eps;                         /* ln_x */
     const float *ln1w, *ln1b, *ln2w, *ln2b, *mix /* [6][C]: r w k v a g */, *w0, *a0, *k_k, *k_a, *r_k, *v0, *lnxw,
         *lnxb, *x_k;
