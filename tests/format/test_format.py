@@ -146,29 +146,12 @@ def test_written_files_get_the_usual_permissions(quantized):
     assert os.stat(quantized[3]).st_mode & 0o777 == 0o666 & ~umask
 
 
-def _resident_pages(start: int, nbytes: int) -> int:
-    """Pages of [start, start + nbytes) mapped into this process (/proc/self/pagemap's present bit)."""
-    first, end = start // 4096, (start + nbytes + 4095) // 4096
-    with open("/proc/self/pagemap", "rb") as f:
-        f.seek(8 * first)
-        entries = np.frombuffer(f.read(8 * (end - first)), np.uint64)
-    return int(((entries >> np.uint64(63)) & np.uint64(1)).sum())
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/pagemap"), reason="needs Linux's pagemap")
-def test_released_rows_leave_no_fault_around_pages_behind(tmp_path):
-    """Reading one row of a mapped table maps its neighbours too (fault-around, when the file is
-    in the page cache, as it is just after writing); releasing the row must unmap the whole
-    aligned block the fault mapped."""
-    path = str(tmp_path / "t.rwkvlite")
-    table = np.arange(256 * 1024, dtype=np.float32).reshape(1024, 256)  # 1 KiB rows, 1 MiB
-    compressed.container.write(path, {}, {"emb": table})
-    _, arrays = compressed.container.read(path, verify=False)
-    emb = arrays["emb"]
-    row = emb[500:501]
-    block = row.ctypes.data - row.ctypes.data % compressed.container.FAULT_AROUND
-    assert float(emb[500, 3]) == 500 * 256 + 3  # one page read
-    if _resident_pages(block, compressed.container.FAULT_AROUND) <= 1:
-        pytest.skip("this kernel maps no pages around a fault")
-    compressed.container.release([row])
-    assert _resident_pages(block, compressed.container.FAULT_AROUND) == 0
+def test_verification_keeps_only_the_ranges_asked_for_in_the_page_cache():
+    """crc32_of_file drops what it read behind it except the ranges to keep (the embedding's,
+    runtime/model.py): the parts of a block outside those ranges."""
+    outside = compressed.container._outside
+    assert outside(0, 100, []) == [(0, 100)]
+    assert outside(0, 100, [(10, 20), (50, 60)]) == [(0, 10), (20, 50), (60, 100)]
+    assert outside(0, 100, [(0, 100)]) == []
+    assert outside(30, 40, [(0, 35), (38, 90)]) == [(35, 38)]
+    assert outside(30, 40, [(40, 50), (0, 30)]) == [(30, 40)]

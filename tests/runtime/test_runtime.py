@@ -216,6 +216,48 @@ def test_inplace_steps_follow_state_arrays_replaced_between_them(source):
     assert own[1]["wkv"] is kept and kept.any()  # written in place
 
 
+def _resident_pages(start: int, nbytes: int) -> int:
+    """Pages of [start, start + nbytes) mapped into this process (/proc/self/pagemap's present bit)."""
+    first, end = start // 4096, (start + nbytes + 4095) // 4096
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(8 * first)
+        entries = np.frombuffer(f.read(8 * (end - first)), np.uint64)
+    return int(((entries >> np.uint64(63)) & np.uint64(1)).sum())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/pagemap"), reason="needs Linux's pagemap")
+@pytest.mark.parametrize("passes", [[{"fold_ln0": {}}], [{"fold_ln0": {}}, {"int": {"bits": 3, "group_size": 32}}], []],
+                         ids=["cached-fp16", "cached-3bit", "uncached-fp16"])
+def test_embedding_rows_are_read_without_mapping_the_table(tmp_path, passes):
+    """Embedding rows come from the file by os.pread (runtime/cache.py, FileRows), with or
+    without the LRU cache: they equal the stored rows decoded, and no page of the table is
+    mapped into the process after steps over tokens across it (the 64 KiB at either end
+    excepted: a neighbouring tensor's read may map them, fault-around)."""
+    from rwkvlite.model import RWKVConfig
+    from rwkvlite.model.init import random_model
+
+    cfg = RWKVConfig("7", n_layer=1, n_embd=64, vocab_size=16384, head_size=16, lora_decay=16, lora_a=16, lora_v=8,
+                     lora_gate=32)
+    save_model(random_model(cfg, 0).eval(), tmp_path / "m.safetensors")
+    out = tmp_path / "m.rwkvlite"
+    compress(tmp_path / "m.safetensors", out, passes, progress=False)
+    rt, state = Runtime(out), None
+    tokens = (5, 9000, 16383, 77, 5, 12000)
+    for t in tokens:
+        _, state = rt.step(t, state)
+    assert (rt.emb.cache is not None) == bool(passes)
+    checked = 0
+    for a in rt.w.parts("emb.weight")[1].values():
+        lo, hi = -(-a.ctypes.data // 65536) * 65536 + 65536, (a.ctypes.data + a.nbytes) // 65536 * 65536 - 65536
+        if hi > lo:  # (small arrays, the 3-bit table's scales and zeros, have no such middle)
+            assert _resident_pages(lo, hi - lo) == 0
+            checked += hi - lo
+    assert checked >= 128 * 1024
+    stored = rt.w.mat("emb.weight")  # (decoding from the map, as the runtime does not)
+    for t in tokens:
+        np.testing.assert_allclose(rt.emb(t), stored.dense_rows([t])[0], rtol=1e-6, atol=1e-7)
+
+
 def test_lean_runtime_does_not_import_torch(source):
     out = compressed(source, "int8")
     code = ("import sys; from rwkvlite.runtime import Runtime; from rwkvlite.runtime.bench import bench; "

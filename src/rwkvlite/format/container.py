@@ -32,10 +32,12 @@ ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np
              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16}
 
 
-def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 22) -> int:
+def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 22, keep=()) -> int:
     """CRC-32 of bytes [start, end), read in chunks. A streaming read: the pages it brought
     into the page cache are dropped behind it, so that the memory map later holds only the
-    pages the model touches (a cached file would be mapped in large read-ahead blocks)."""
+    pages the model touches (a cached file would be mapped in large read-ahead blocks), except
+    in the byte ranges `keep` [(a, b), ...], left cached for reads that should not wait on the
+    disk (the embedding cache's misses)."""
     crc = 0
     with open(path, "rb") as f:
         f.seek(start)
@@ -46,10 +48,19 @@ def crc32_of_file(path: str, start: int, end: int, chunk: int = 1 << 22) -> int:
                 break
             crc = zlib.crc32(block, crc)
             if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(f.fileno(), at, len(block), os.POSIX_FADV_DONTNEED)
+                for a, b in _outside(at, at + len(block), keep):
+                    os.posix_fadvise(f.fileno(), a, b - a, os.POSIX_FADV_DONTNEED)
             left -= len(block)
             at += len(block)
     return crc
+
+
+def _outside(a: int, b: int, ranges) -> list[tuple[int, int]]:
+    """The parts of [a, b) outside every range in `ranges`."""
+    parts = [(a, b)]
+    for lo, hi in ranges:
+        parts = [p for x, y in parts for p in ((x, min(y, lo)), (max(x, hi), y)) if p[0] < p[1]]
+    return parts
 
 
 def _root(a):
@@ -72,10 +83,10 @@ def readable(a: np.ndarray) -> int:
     return start + size - a.ctypes.data
 
 
-def _advise(arrays, advice: str, window: int = 0) -> None:
-    """madvise the pages under memory-mapped arrays (views of read()'s map; others are skipped),
-    widened to whole aligned `window`-byte blocks of the map where window > 0."""
-    if not hasattr(mmap, advice):
+def advise_random(arrays) -> None:
+    """These arrays are read a row here and there (head clusters): a page fault then reads that
+    page, not a read-ahead window. Arrays that are not views of read()'s map are skipped."""
+    if not hasattr(mmap, "MADV_RANDOM"):
         return
     for a in arrays:
         mm = _root(a)
@@ -83,30 +94,8 @@ def _advise(arrays, advice: str, window: int = 0) -> None:
             continue
         base = np.frombuffer(mm, np.uint8).ctypes.data
         start, end = a.ctypes.data, a.ctypes.data + a.nbytes
-        align = max(window, mmap.PAGESIZE)
-        start -= start % align
-        end = min(base + len(mm), end + (-end) % align)
-        start = max(start, base)  # the map starts on a page
-        # (a block may hold a neighbouring tensor's pages too: they leave RSS and fault back if used)
-        mm.madvise(getattr(mmap, advice), start - base, end - start)
-
-
-def advise_random(arrays) -> None:
-    """These arrays are read a row here and there (embedding rows, head clusters): a page fault
-    then reads that page, not a read-ahead window."""
-    _advise(arrays, "MADV_RANDOM")
-
-
-# On a read fault Linux also maps the neighbouring pages that are already in the page cache,
-# up to the aligned 64 KiB block around the fault (fault-around; MADV_RANDOM does not stop it)
-FAULT_AROUND = 65536
-
-
-def release(arrays) -> None:
-    """Unmap the pages under these arrays (e.g. an embedding row just copied to a cache), and
-    the rest of the aligned fault-around blocks they lie in: they leave this process's resident
-    memory and stay in the page cache; touching them again maps them again."""
-    _advise(arrays, "MADV_DONTNEED", FAULT_AROUND)
+        start -= start % mmap.PAGESIZE  # the map starts on a page
+        mm.madvise(mmap.MADV_RANDOM, start - base, min(base + len(mm), end + (-end) % mmap.PAGESIZE) - start)
 
 
 DATA_CRC_SLOT = "@data-crc32@"  # 12 characters: becomes "0x" + 8 hex digits + 2 spaces
@@ -166,6 +155,13 @@ def _header(path: str) -> tuple[int, dict]:
     return 8 + n, header
 
 
+def array_offsets(path) -> dict[str, int]:
+    """Where each array of a compressed file starts in it (bytes from the file's start), for
+    reads that go around the memory map (os.pread)."""
+    start, header = _header(os.fspath(path))
+    return {key: start + info["data_offsets"][0] for key, info in header.items() if key != "__metadata__"}
+
+
 def is_compressed(path) -> bool:
     try:
         _, header = _header(os.fspath(path))
@@ -174,8 +170,10 @@ def is_compressed(path) -> bool:
     return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == FORMAT_NAME
 
 
-def read(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
-    """(manifest, {key: read-only memory-mapped array}); raises CheckpointError on any damage."""
+def read(path, verify: bool = True, keep_cached=None) -> tuple[dict, dict[str, np.ndarray]]:
+    """(manifest, {key: read-only memory-mapped array}); raises CheckpointError on any damage.
+    keep_cached(manifest): names of tensors whose pages verification leaves in the page cache
+    (the others it drops behind it, see crc32_of_file)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
@@ -200,7 +198,13 @@ def read(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
     if start + expected != size:
         raise CheckpointError(f"{path}: truncated or corrupt compressed file: {size} bytes, "
                               f"the header describes {start + expected}")
-    if verify and crc32_of_file(path, start, size) != _stored_crc(manifest.get("data_crc32")):
+    keep = []
+    for name in keep_cached(manifest) if keep_cached else ():
+        for key in (manifest.get("tensors", {}).get(name) or {}).get("arrays", {}).values():
+            if key in header:
+                a, b = header[key]["data_offsets"]
+                keep.append((start + a, start + b))
+    if verify and crc32_of_file(path, start, size, keep=keep) != _stored_crc(manifest.get("data_crc32")):
         raise CheckpointError(f"{path}: corrupt compressed file (data checksum mismatch)")
     arrays = {}
     if expected:

@@ -5,9 +5,13 @@ cache of `capacity` rows, so only they occupy RAM.
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
 import numpy as np
+
+from .kernels import ptr
+from .matrix import matrix
 
 
 class EmbeddingCache:
@@ -45,26 +49,54 @@ class EmbeddingCache:
                 "resident_rows": len(self.rows), "resident_bytes": self.resident_bytes}
 
 
-class _Dequantised:
-    """table[token] -> the row as float32, for any stored matrix (runtime/matrix.py). The row's
-    pages of the memory map are released once it is copied out, so only the cache holds
-    embedding rows in RAM."""
+class FileRows:
+    """table[token] -> the row as float32, for any stored matrix (runtime/matrix.py), read from
+    the file with os.pread into buffers of one row, never through the memory map: no page of
+    the table enters the process's resident memory, and a row in the page cache costs a few
+    system calls (~15 us) where a page fault and an unmap of the fault-around block cost ~150.
+    The row is multiplied out by a one-row matrix over those buffers (1 x W[token]: one kernel
+    call); arrays shared by all rows (codebooks, act-order permutation) stay mapped."""
 
-    def __init__(self, m):
-        self.m = m
+    SHARED = ("codebook", "codebook_scale", "perm")
+
+    def __init__(self, m, path, offsets: dict[str, int]):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.reads, arrays = [], dict(m.arrays)
+        for role, key in m.entry["arrays"].items():
+            a = m.arrays[role]
+            if role in self.SHARED:
+                continue
+            buf = np.empty((1,) + a.shape[1:], a.dtype)
+            self.reads.append((buf, offsets[key], a.strides[0]))
+            arrays[role] = buf
+        self.reads = [(memoryview(buf).cast("B"), offset, stride) for buf, offset, stride in self.reads]
+        self.one_row = matrix({**m.entry, "shape": [1, *m.entry["shape"][1:]]}, arrays)
         self.one = np.ones(1, np.float32)
+        if self.one_row._bound():  # the kernel called directly: Matrix.rmv's checks cost more than the product
+            self.out = np.empty(self.one_row.cols, np.float32)
+            self.call = (self.one_row._axpy, *self.one_row._pre, ptr(self.one), ptr(self.out), None, 1)
 
     def __getitem__(self, token):
-        row = self.m.rmv(self.one, np.array([token], np.int32)).copy()  # 1 x W[token]: one kernel call
-        self.m.release_rows([token])
-        return row
+        for view, offset, stride in self.reads:
+            if os.preadv(self.fd, [view], offset + token * stride) != len(view):
+                raise OSError(f"short read of embedding row {token}")
+        if not hasattr(self, "call"):
+            return self.one_row.rmv(self.one).copy()
+        self.out.fill(0)
+        self.call[0](*self.call[1:])
+        return self.out.copy()
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class EmbeddingRows:
     """The runtime's embedding: cached rows (capacity > 0) or a fresh read each time."""
 
-    def __init__(self, matrix, capacity: int):
-        self.source = _Dequantised(matrix)
+    def __init__(self, table, path, offsets: dict[str, int], capacity: int):
+        self.source = FileRows(table, path, offsets)
         self.cache = EmbeddingCache(self.source, capacity) if capacity else None
 
     def __call__(self, token: int) -> np.ndarray:

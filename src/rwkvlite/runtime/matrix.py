@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..format import bits as bitpack
-from ..format.container import readable, release
+from ..format.container import readable
 from ..format.encodings import decode
 from . import kernels
 from .kernels import lib, ptr
@@ -50,11 +50,6 @@ class Matrix:
         sub = {k: (v if k in ("codebook", "codebook_scale", "perm") else v[rows]) for k, v in self.arrays.items()}
         entry = {**self.entry, "shape": [len(rows), self.cols]}
         return decode(entry, sub).reshape(len(rows), self.cols)
-
-    def release_rows(self, rows) -> None:
-        """Drop these rows' pages from the process's resident memory (format.container.release)."""
-        release(v[r:r + 1] for r in rows for k, v in self.arrays.items()
-                if k not in ("codebook", "codebook_scale", "perm") and v.ndim == 2 and len(v) == self.rows)
 
     def weights_args(self) -> tuple | None:
         """The kernel's leading arguments (addresses and layout), or None: numpy path."""

@@ -46,11 +46,19 @@ def head_norm(y, eps):
     return d / np.sqrt((d * d).mean(-1, keepdims=True) + eps)
 
 
+def _cached_rows(manifest: dict) -> list[str]:
+    """The embedding, whose rows the runtime reads with os.pread (runtime/cache.py, FileRows):
+    left in the page cache after verification, so a row is a system call, not a disk read, and
+    no resident memory (the file is not mapped there)."""
+    return ["emb.weight"]
+
+
 class Weights:
     """Lazy access to a compressed file's tensors: matrices stay packed, vectors decoded."""
 
     def __init__(self, path, verify: bool = True):
-        self.manifest, self.arrays = compressed.container.read(path, verify=verify)
+        self.path = path
+        self.manifest, self.arrays = compressed.container.read(path, verify=verify, keep_cached=_cached_rows)
         self.entries = self.manifest["tensors"]
 
     def __contains__(self, name):
@@ -592,12 +600,12 @@ class Runtime:
         self._calls = (None, None)
         folded = "fold_ln0" in structure
         self.ln0 = None if folded else (self.w.vec("blocks.0.ln0.weight"), self.w.vec("blocks.0.ln0.bias"))
-        self.emb = EmbeddingRows(self.w.mat("emb.weight"), cache_rows if folded else 0)
+        self.emb = EmbeddingRows(self.w.mat("emb.weight"), path, compressed.container.array_offsets(path),
+                                 cache_rows if folded else 0)
         self.ln_out = (self.w.vec("ln_out.weight"), self.w.vec("ln_out.bias"))
         self.head = Head(self.w, structure.get("cluster_head", {}).get("head"))
-        # rows read here and there: page by page, not in read-ahead blocks
-        sparse = ["emb.weight"] + (["head.weight"] if self.head.spec else [])
-        compressed.container.advise_random(a for name in sparse for a in self.w.parts(name)[1].values())
+        if self.head.spec:  # the chosen clusters' rows, read here and there: page by page, not in read-ahead blocks
+            compressed.container.advise_random(self.w.parts("head.weight")[1].values())
         self.tokens = 0
         _trim_heap()  # what loading freed (the manifest's text, the verification's buffers)
 
