@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from . import format as compressed
 from .errors import DataError, RWKVLiteError
-from .eval.data import read_text
+from .eval.data import read_text, read_windows
 from .loaders import load_model
 from .passes import cluster_head, embedding_cache, ffn_predictor, lowrank
-from .passes.calibrate import calibration_tokens, self_generated_tokens
+from .passes.calibrate import calibration_tokens, self_generated_tokens, window_tokens
 from .passes.quantize import QuantConfig, quantize_model, round_to_nearest
 from .tokenizer import tokenizer_for
 from .utils.paths import expand
@@ -46,16 +46,30 @@ PRESETS = {
 }
 
 
+WHOLE_TEXT = 16 << 20  # bytes: a calibration text up to this size is read whole, a larger one in windows
+
+
+def calibration_text(path: str, n_seq: int, seq_len: int) -> str | list[str]:
+    """What calibration reads of a text file: all of it, or from a file over WHOLE_TEXT bytes
+    (a corpus) n_seq evenly spread windows of 16 bytes a token, not the whole file."""
+    if os.path.isfile(path) and os.path.getsize(path) > WHOLE_TEXT:
+        return read_windows(path, n_seq, 16 * seq_len + 64)
+    return read_text(path)
+
+
 def calibration_set(model, calibration: str, n_seq: int, seq_len: int, tokenizer=None, seed: int = 0,
-                    text: str | None = None) -> torch.Tensor:
+                    text: str | list[str] | None = None) -> torch.Tensor:
     """Calibration tokens [n_seq, seq_len]: 'self' (text the model writes itself) or a text
-    file (`text`: its contents, if already read)."""
+    file (`text`: what calibration_text read of it, if already read): n_seq windows evenly
+    spread over the text."""
     if calibration == "self":
         return self_generated_tokens(model, n_seq, seq_len, seed=seed)
     path = expand(calibration)
     tok = tokenizer or tokenizer_for(model.config)
+    text = text if text is not None else calibration_text(path, n_seq, seq_len)
     try:
-        return calibration_tokens(tok, text if text is not None else read_text(path), n_seq, seq_len)
+        return window_tokens(tok, text, seq_len) if isinstance(text, list) else calibration_tokens(tok, text, n_seq,
+                                                                                                   seq_len)
     except ValueError as e:
         raise DataError(f"{path}: {e}") from None
 
@@ -162,7 +176,8 @@ def compress(model_path, out, recipe="lite", calibration: str = "self", n_seq: i
     passes = load_recipe(recipe)
     model = load_model(model_path, device=device)
     tok = tokenizer_for(model.config, tokenizer) if tokenizer or calibration != "self" else None
-    text = read_text(expand(calibration)) if calibration != "self" else None  # a bad file fails here, once
+    # read now, so that a bad file fails before any pass runs
+    text = calibration_text(expand(calibration), n_seq, seq_len) if calibration != "self" else None
     cache = {}
 
     def tokens():  # calibration tokens, from the model as it is when a pass first needs them

@@ -74,3 +74,36 @@ def test_recipe_errors(tiny, tmp_path):
     r = run_cli("compress", path, "-o", tmp_path / "x", "--recipe", "int8")
     assert r.returncode == 0, r.stderr
     assert load_model(tmp_path / "x").config.version == "7"
+
+
+def test_a_large_calibration_text_is_read_in_windows(tmp_path, monkeypatch):
+    """A calibration file over recipes.WHOLE_TEXT bytes (a corpus) is not read whole: n_seq
+    windows spread over it, cut to whole UTF-8 characters, give n_seq runs of seq_len tokens
+    of the file; a text under the limit is read whole as before; a byte that is not UTF-8
+    inside a window is one DataError."""
+    from rwkvlite import recipes
+    from rwkvlite.errors import DataError
+    from rwkvlite.eval.data import read_windows
+    from rwkvlite.tokenizer import load_tokenizer
+
+    text = "".join(f"line {i}: héllo wörld ✓ — ünïcode {i * i}\n" for i in range(4000))
+    path = tmp_path / "corpus.txt"
+    path.write_text(text)
+    for size in (100, 101, 102, 103):  # cuts at every byte of the 2- and 3-byte characters
+        pieces = read_windows(str(path), 7, size)
+        assert len(pieces) == 7 and all(p in text and size - 4 <= len(p.encode()) <= size for p in pieces)
+    model, tok = make_model("7"), load_tokenizer("bytes")
+    monkeypatch.setattr(recipes, "WHOLE_TEXT", 10_000)
+    monkeypatch.setattr(recipes, "read_text", lambda p: pytest.fail("read the whole corpus"))
+    rows = recipes.calibration_set(model, str(path), 5, 64, tok)
+    assert rows.shape == (5, 64)
+    data = text.encode()
+    assert all(bytes(r.tolist()) in data for r in rows)
+    assert len({bytes(r.tolist()) for r in rows}) == 5  # from different places
+    monkeypatch.undo()
+    whole = recipes.calibration_set(model, str(path), 5, 64, tok)  # under the limit: the whole text, as before
+    assert whole.shape == (5, 64) and bytes(whole[0].tolist()) == data[:64]
+    path.write_bytes(data[:50_000] + b"\xff" + data[50_000:])
+    monkeypatch.setattr(recipes, "WHOLE_TEXT", 10_000)
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_windows(str(path), 200, 1000)

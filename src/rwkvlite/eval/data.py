@@ -36,6 +36,32 @@ def read_text(path: str) -> str:
     return text
 
 
+def read_windows(path: str, n: int, size: int) -> list[str]:
+    """n pieces of about `size` bytes from evenly spread places in a text file, read without
+    reading the rest (a large calibration corpus); each piece cut to whole UTF-8 characters."""
+    _check_exists(path)
+    total = os.path.getsize(path)
+    pieces = []
+    with open(path, "rb") as f:
+        for i in range(n):
+            f.seek(max(0, total - size) * i // max(1, n - 1))
+            raw = f.read(size + 3)
+            start = 0
+            while start < min(4, len(raw)) and raw[start] & 0xC0 == 0x80:  # a character's continuation bytes
+                start += 1
+            for end in range(min(len(raw), start + size), start + size - 4, -1):  # the last whole character
+                try:
+                    pieces.append(raw[start:end].decode("utf-8"))
+                    break
+                except UnicodeDecodeError as e:
+                    if e.start < end - start - 4:  # not a character cut at the end: not UTF-8
+                        at = f.tell() - len(raw) + start + e.start
+                        raise DataError(f"{path}: not UTF-8 text (byte {at})") from None
+            else:
+                raise DataError(f"{path}: not UTF-8 text (near byte {f.tell() - len(raw)})")
+    return pieces
+
+
 def _read_jsonl(path: str, fields: tuple[str, ...]) -> list[dict]:
     rows = []
     for lineno, line in enumerate(read_text(path).splitlines(), 1):

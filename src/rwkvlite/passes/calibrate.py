@@ -25,6 +25,18 @@ def calibration_tokens(tokenizer, text: str, n_seq: int, seq_len: int) -> torch.
     return torch.tensor([ids[s:s + seq_len] for s in starts])
 
 
+def window_tokens(tokenizer, pieces: list[str], seq_len: int) -> torch.Tensor:
+    """seq_len tokens from each piece of a text (eval.data.read_windows), after the piece's
+    first token, which may be the end of a word cut in two."""
+    rows = []
+    for piece in pieces:
+        ids = tokenizer.encode(piece)[1:seq_len + 1]
+        if len(ids) < seq_len:
+            raise ValueError(f"a window of {len(piece.encode())} bytes has {len(ids)} tokens, fewer than {seq_len}")
+        rows.append(ids)
+    return torch.tensor(rows)
+
+
 @torch.no_grad()
 def self_generated_tokens(model, n_seq: int, seq_len: int, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
     """Data-free calibration: the model samples n_seq sequences of its own, from token 0."""
