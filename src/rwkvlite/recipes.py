@@ -16,6 +16,7 @@ report and the structure specs that rebuild the model.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import sys
@@ -104,16 +105,19 @@ def load_recipe(recipe: str | list) -> list[dict]:
             raise RWKVLiteError(f"{recipe}: not a recipe file ({{\"passes\": [...]}}): {e}") from None
     else:
         raise RWKVLiteError(f"unknown recipe {recipe!r}: use a preset ({', '.join(PRESETS)}) or a JSON file")
-    for step in passes:
+    for step in passes:  # every step checked before any model is loaded or any pass runs
         if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in PASSES:
             raise RWKVLiteError(f"recipe step {step!r}: expected one of {{{', '.join(PASSES)}: options}}")
         (name, options), = step.items()
-        check = {"quantize": check_config, "int": check_int}.get(name)
-        if check:  # fail before any model is loaded
-            try:
-                check(**options)
-            except TypeError as e:
-                raise RWKVLiteError(f"{name} pass: {e}") from None
+        if not isinstance(options, dict):
+            raise RWKVLiteError(f"{name} pass: options must be an object, not {options!r}")
+        takes, skip = OPTIONS[name]
+        try:
+            inspect.Signature(list(inspect.signature(takes).parameters.values())[skip:]).bind(**options)
+            if name in ("quantize", "int"):  # their values too
+                (check_config if name == "quantize" else check_int)(**options)
+        except TypeError as e:
+            raise RWKVLiteError(f"{name} pass: {e}") from None
     return copy.deepcopy(passes)
 
 
@@ -159,6 +163,10 @@ def value_columns(model) -> set[str]:
             if isinstance(b.ffn.key, ffn_predictor.PredictedKey)}
 
 
+# each pass's options: the parameters of this function after the first `skip`
+OPTIONS = {"lowrank": (lowrank.lowrank, 1), "recover": (_recover, 2), "ffn_predictor": (ffn_predictor.ffn_predictors, 2),
+           "cluster_head": (cluster_head.cluster_head, 2), "fold_ln0": (embedding_cache.fold_ln0, 1),
+           "int": (check_int, 0), "quantize": (QuantConfig, 0)}
 PASSES = {
     "lowrank": lambda model, ctx, **o: lowrank.lowrank(model, **o),
     "recover": _recover,

@@ -68,6 +68,13 @@ def test_recipe_errors(tiny, tmp_path):
     bad.write_text(json.dumps({"passes": [{"int": {"bits": 12}}]}))
     with pytest.raises(RWKVLiteError, match="bits must be 2 to 8"):
         load_recipe(str(bad))  # checked before any model is loaded
+    # an option a pass does not take fails when the recipe is read, not when the pass runs
+    for step, word in [({"lowrank": {"factr": 4}}, "factr"), ({"cluster_head": {"clusters": 9}}, "clusters"),
+                       ({"fold_ln0": {"eps": 1}}, "eps"), ({"recover": {"step": 3}}, "step"),
+                       ({"ffn_predictor": {"keep": 0.5}}, "keep"), ({"quantize": {"bit": 3}}, "bit")]:
+        with pytest.raises(RWKVLiteError, match=f"{next(iter(step))} pass: .*{word}"):
+            load_recipe([{"fold_ln0": {}}, step])
+    assert load_recipe([{"lowrank": {"factor": 4}}, {"ffn_predictor": {"steps": 5, "hidden": 8}}])
     path, _ = tiny
     r = run_cli("compress", path, "-o", tmp_path / "x", "--recipe", "lite")  # recover needs text
     assert r.returncode == 2 and "recover pass trains on text" in r.stderr and "Traceback" not in r.stderr
@@ -104,6 +111,5 @@ def test_a_large_calibration_text_is_read_in_windows(tmp_path, monkeypatch):
     whole = recipes.calibration_set(model, str(path), 5, 64, tok)  # under the limit: the whole text, as before
     assert whole.shape == (5, 64) and bytes(whole[0].tolist()) == data[:64]
     path.write_bytes(data[:50_000] + b"\xff" + data[50_000:])
-    monkeypatch.setattr(recipes, "WHOLE_TEXT", 10_000)
     with pytest.raises(DataError, match="not UTF-8"):
         read_windows(str(path), 200, 1000)
