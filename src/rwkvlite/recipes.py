@@ -132,7 +132,9 @@ def _recover(model, ctx, steps: int = 150, lr: float = 1e-3, ctx_len: int = 256,
     cfg = TrainConfig(train_files=tuple(files), out_dir="", ctx_len=ctx_len, batch_size=batch_size, max_steps=steps,
                       lr=lr, lr_final=lr / 10, warmup_steps=min(20, steps // 5 + 1), eval_interval=steps,
                       eval_tokens=8192, weight_decay=0.0)
-    data = TokenData([expand(f) for f in files], ctx["tokenizer"](), cfg.val_fraction)
+    # a large corpus is read as windows: at least 16 MiB, 64 bytes for each token the steps see
+    data = TokenData([expand(f) for f in files], ctx["tokenizer"](), cfg.val_fraction,
+                     max_bytes=max(WHOLE_TEXT, 64 * steps * batch_size * ctx_len))
     teacher = ctx["original"]()
     history = distill(model, teacher, data, lowrank.RECOVERY_TRAINABLE, cfg, progress=ctx["progress"])
     return {"pass": "recover", "steps": steps, "lr": lr, "files": list(files), "kl_start": history["train_loss"][0],

@@ -107,3 +107,23 @@ def test_reference_init_starts_at_uniform_loss(version):
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.roll(-1, 1).flatten()).item()
     assert abs(loss - math.log(4096)) < 0.3, loss
     assert abs(model.head.weight.norm(dim=1).mean().item() - 0.5) < 0.01
+
+
+def test_token_data_reads_a_file_over_max_bytes_in_windows(tmp_path, monkeypatch):
+    """The recover pass's data from a corpus: a file over max_bytes is read as WINDOWS pieces
+    of max_bytes in all, each run between separators a piece of the file; without max_bytes
+    (training) the whole file, as before."""
+    from rwkvlite.train import data as td
+
+    text = "".join(f"{i:05d} abcdefghij klmnopqrst\n" for i in range(80_000))  # ~2 MB
+    path = tmp_path / "big.txt"
+    path.write_text(text)
+    monkeypatch.setattr(td, "read_text", lambda p: pytest.fail("read the whole file"))
+    d = td.TokenData([str(path)], ByteTokenizer(), 0.1, max_bytes=256_000)
+    ids = d.train[1:].tolist() + d.val[1:].tolist()
+    pieces = bytes(b if b != td.SEPARATOR else 0 for b in ids).split(b"\0")
+    assert len(pieces) == td.WINDOWS and all(len(p) > 900 and p.decode() in text for p in pieces)
+    assert 0.95 * 256_000 < len(ids) < 1.01 * 256_000
+    monkeypatch.undo()
+    whole = td.TokenData([str(path)], ByteTokenizer(), 0.1)
+    assert len(whole.train) + len(whole.val) == len(text.encode()) + 2

@@ -5,18 +5,26 @@ the batches the uninterrupted run would have drawn.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
-from ..eval.data import read_text
+from ..eval.data import read_text, read_windows
 from ..tokenizer import DOC_SEPARATOR as SEPARATOR
 from ..utils.paths import expand
 
 
+WINDOWS = 256  # pieces a file over max_bytes is read as
+
+
 class TokenData:
-    def __init__(self, files, tokenizer, val_fraction: float):
+    """max_bytes: a file larger than this is not read whole but as WINDOWS evenly spread pieces
+    of max_bytes in all (a short run over a large corpus, e.g. the recover pass); None: whole."""
+
+    def __init__(self, files, tokenizer, val_fraction: float, max_bytes: int | None = None):
         train, val = [], []
         for path in files:
-            ids = tokenizer.encode(read_text(expand(path)))
+            ids = _tokens(tokenizer, expand(path), max_bytes)
             cut = int(len(ids) * (1 - val_fraction))
             train += [SEPARATOR] + ids[:cut]
             val += [SEPARATOR] + ids[cut:]
@@ -43,3 +51,14 @@ class TokenData:
         counts = torch.bincount(self.train).double()
         p = counts[counts > 0] / counts.sum()
         return float(-(p * p.log()).sum())
+
+
+def _tokens(tokenizer, path: str, max_bytes: int | None) -> list[int]:
+    """A file's tokens: all of it, or over max_bytes its windows, each without its first token
+    (the end of a word cut in two) and after a separator."""
+    if max_bytes and os.path.isfile(path) and os.path.getsize(path) > max_bytes:
+        ids = []
+        for piece in read_windows(path, WINDOWS, max_bytes // WINDOWS):
+            ids += [SEPARATOR] + tokenizer.encode(piece)[1:]
+        return ids[1:]
+    return tokenizer.encode(read_text(path))
