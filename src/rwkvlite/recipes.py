@@ -111,9 +111,8 @@ def load_recipe(recipe: str | list) -> list[dict]:
         (name, options), = step.items()
         if not isinstance(options, dict):
             raise RWKVLiteError(f"{name} pass: options must be an object, not {options!r}")
-        takes, skip = OPTIONS[name]
         try:
-            inspect.Signature(list(inspect.signature(takes).parameters.values())[skip:]).bind(**options)
+            _options(name).bind(**options)
             if name in ("quantize", "int"):  # their values too
                 (check_config if name == "quantize" else check_int)(**options)
         except TypeError as e:
@@ -165,19 +164,29 @@ def value_columns(model) -> set[str]:
             if isinstance(b.ffn.key, ffn_predictor.PredictedKey)}
 
 
-# each pass's options: the parameters of this function after the first `skip`
-OPTIONS = {"lowrank": (lowrank.lowrank, 1), "recover": (_recover, 2), "ffn_predictor": (ffn_predictor.ffn_predictors, 2),
-           "cluster_head": (cluster_head.cluster_head, 2), "fold_ln0": (embedding_cache.fold_ln0, 1),
-           "int": (check_int, 0), "quantize": (QuantConfig, 0)}
+# each pass: its function, and what it takes before its options (its remaining parameters)
 PASSES = {
-    "lowrank": lambda model, ctx, **o: lowrank.lowrank(model, **o),
-    "recover": _recover,
-    "ffn_predictor": lambda model, ctx, **o: ffn_predictor.ffn_predictors(model, ctx["tokens"](), **o),
-    "cluster_head": lambda model, ctx, **o: cluster_head.cluster_head(model, ctx["tokens"](), **o),
-    "fold_ln0": lambda model, ctx, **o: embedding_cache.fold_ln0(model),
-    "int": _int,
-    "quantize": _quantize,
+    "lowrank": (lowrank.lowrank, "model"),
+    "recover": (_recover, "ctx"),
+    "ffn_predictor": (ffn_predictor.ffn_predictors, "tokens"),
+    "cluster_head": (cluster_head.cluster_head, "tokens"),
+    "fold_ln0": (embedding_cache.fold_ln0, "model"),
+    "int": (_int, "ctx"),
+    "quantize": (_quantize, "ctx"),
 }
+
+
+def _options(name: str) -> inspect.Signature:
+    """The parameters a recipe step may set for pass `name`."""
+    fn, takes = PASSES[name]
+    if fn is _quantize:  # its options go on whole to QuantConfig
+        return inspect.signature(QuantConfig)
+    return inspect.Signature(list(inspect.signature(fn).parameters.values())[1 if takes == "model" else 2:])
+
+
+def _run(name: str, model, ctx: dict, options: dict) -> dict:
+    fn, takes = PASSES[name]
+    return fn(model, *{"model": (), "tokens": (ctx["tokens"](),), "ctx": (ctx,)}[takes], **options)
 
 
 def compress(model_path, out, recipe="lite", calibration: str = "self", n_seq: int = 32, seq_len: int = 256,
@@ -206,7 +215,7 @@ def compress(model_path, out, recipe="lite", calibration: str = "self", n_seq: i
         bar.set_postfix_str(name)
         start = time.perf_counter()
         try:
-            report = PASSES[name](model, ctx, **options)
+            report = _run(name, model, ctx, options)
         except TypeError as e:
             raise RWKVLiteError(f"{name} pass: {e}") from None
         report["seconds"] = time.perf_counter() - start
