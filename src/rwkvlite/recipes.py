@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import format as compressed
 from .errors import DataError, RWKVLiteError
-from .eval.data import read_text, read_windows
+from .eval.data import read_text_or_windows
 from .loaders import load_model
 from .passes import cluster_head, embedding_cache, ffn_predictor, lowrank
 from .passes.calibrate import calibration_tokens, self_generated_tokens, window_tokens
@@ -53,9 +53,7 @@ WHOLE_TEXT = 16 << 20  # bytes: a calibration text up to this size is read whole
 def calibration_text(path: str, n_seq: int, seq_len: int) -> str | list[str]:
     """What calibration reads of a text file: all of it, or from a file over WHOLE_TEXT bytes
     (a corpus) n_seq evenly spread windows of 16 bytes a token, not the whole file."""
-    if os.path.isfile(path) and os.path.getsize(path) > WHOLE_TEXT:
-        return read_windows(path, n_seq, 16 * seq_len + 64)
-    return read_text(path)
+    return read_text_or_windows(path, WHOLE_TEXT, n_seq, 16 * seq_len + 64)
 
 
 def calibration_set(model, calibration: str, n_seq: int, seq_len: int, tokenizer=None, seed: int = 0,

@@ -90,6 +90,7 @@ def test_a_large_calibration_text_is_read_in_windows(tmp_path, monkeypatch):
     inside a window is one DataError."""
     from rwkvlite import recipes
     from rwkvlite.errors import DataError
+    from rwkvlite.eval import data
     from rwkvlite.eval.data import read_windows
     from rwkvlite.tokenizer import load_tokenizer
 
@@ -101,7 +102,7 @@ def test_a_large_calibration_text_is_read_in_windows(tmp_path, monkeypatch):
         assert len(pieces) == 7 and all(p in text and size - 4 <= len(p.encode()) <= size for p in pieces)
     model, tok = make_model("7"), load_tokenizer("bytes")
     monkeypatch.setattr(recipes, "WHOLE_TEXT", 10_000)
-    monkeypatch.setattr(recipes, "read_text", lambda p: pytest.fail("read the whole corpus"))
+    monkeypatch.setattr(data, "read_text", lambda p: pytest.fail("read the whole corpus"))
     rows = recipes.calibration_set(model, str(path), 5, 64, tok)
     assert rows.shape == (5, 64)
     data = text.encode()

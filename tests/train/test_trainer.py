@@ -113,12 +113,13 @@ def test_token_data_reads_a_file_over_max_bytes_in_windows(tmp_path, monkeypatch
     """The recover pass's data from a corpus: a file over max_bytes is read as WINDOWS pieces
     of max_bytes in all, each run between separators a piece of the file; without max_bytes
     (training) the whole file, as before."""
+    from rwkvlite.eval import data as eval_data
     from rwkvlite.train import data as td
 
     text = "".join(f"{i:05d} abcdefghij klmnopqrst\n" for i in range(80_000))  # ~2 MB
     path = tmp_path / "big.txt"
     path.write_text(text)
-    monkeypatch.setattr(td, "read_text", lambda p: pytest.fail("read the whole file"))
+    monkeypatch.setattr(eval_data, "read_text", lambda p: pytest.fail("read the whole file"))
     d = td.TokenData([str(path)], ByteTokenizer(), 0.1, max_bytes=256_000)
     ids = d.train[1:].tolist() + d.val[1:].tolist()
     pieces = bytes(b if b != td.SEPARATOR else 0 for b in ids).split(b"\0")

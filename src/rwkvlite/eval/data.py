@@ -62,6 +62,14 @@ def read_windows(path: str, n: int, size: int) -> list[str]:
     return pieces
 
 
+def read_text_or_windows(path: str, max_bytes: int, n: int, size: int) -> str | list[str]:
+    """All of a text file, or, from a file over max_bytes bytes (a corpus), n pieces of `size`
+    bytes spread over it (read_windows)."""
+    if os.path.isfile(path) and os.path.getsize(path) > max_bytes:
+        return read_windows(path, n, size)
+    return read_text(path)
+
+
 def _read_jsonl(path: str, fields: tuple[str, ...]) -> list[dict]:
     rows = []
     for lineno, line in enumerate(read_text(path).splitlines(), 1):

@@ -5,11 +5,9 @@ the batches the uninterrupted run would have drawn.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
-from ..eval.data import read_text, read_windows
+from ..eval.data import read_text, read_text_or_windows
 from ..tokenizer import DOC_SEPARATOR as SEPARATOR
 from ..utils.paths import expand
 
@@ -56,9 +54,10 @@ class TokenData:
 def _tokens(tokenizer, path: str, max_bytes: int | None) -> list[int]:
     """A file's tokens: all of it, or over max_bytes its windows, each without its first token
     (the end of a word cut in two) and after a separator."""
-    if max_bytes and os.path.isfile(path) and os.path.getsize(path) > max_bytes:
-        ids = []
-        for piece in read_windows(path, WINDOWS, max_bytes // WINDOWS):
-            ids += [SEPARATOR] + tokenizer.encode(piece)[1:]
-        return ids[1:]
-    return tokenizer.encode(read_text(path))
+    text = read_text_or_windows(path, max_bytes, WINDOWS, max_bytes // WINDOWS) if max_bytes else read_text(path)
+    if isinstance(text, str):
+        return tokenizer.encode(text)
+    ids = []
+    for piece in text:
+        ids += [SEPARATOR] + tokenizer.encode(piece)[1:]
+    return ids[1:]
