@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .kernels import ptr
-from .matrix import matrix
+from .matrix import SHARED, matrix
 
 
 class EmbeddingCache:
@@ -53,23 +53,18 @@ class FileRows:
     """table[token] -> the row as float32, for any stored matrix (runtime/matrix.py), read from
     the file with os.pread into buffers of one row, never through the memory map: no page of
     the table enters the process's resident memory, and a row in the page cache costs a few
-    system calls (~15 us) where a page fault and an unmap of the fault-around block cost ~150.
-    The row is multiplied out by a one-row matrix over those buffers (1 x W[token]: one kernel
-    call); arrays shared by all rows (codebooks, act-order permutation) stay mapped."""
-
-    SHARED = ("codebook", "codebook_scale", "perm")
+    system calls (a cache miss during generation: 71 us, against 263 us for a read through the
+    map and an unmap of its fault-around block; bench/embedding.py). The row is multiplied out
+    by a one-row matrix over those buffers (1 x W[token]: one kernel call); arrays shared by
+    all rows (codebooks, act-order permutation) stay mapped."""
 
     def __init__(self, m, path, offsets: dict[str, int]):
         self.fd = os.open(path, os.O_RDONLY)
-        self.reads, arrays = [], dict(m.arrays)
+        self.reads, arrays = [], dict(m.arrays)  # (bytes of a row buffer, the array's offset, its row stride)
         for role, key in m.entry["arrays"].items():
-            a = m.arrays[role]
-            if role in self.SHARED:
-                continue
-            buf = np.empty((1,) + a.shape[1:], a.dtype)
-            self.reads.append((buf, offsets[key], a.strides[0]))
-            arrays[role] = buf
-        self.reads = [(memoryview(buf).cast("B"), offset, stride) for buf, offset, stride in self.reads]
+            if role not in SHARED:
+                a = arrays[role] = np.empty((1,) + m.arrays[role].shape[1:], m.arrays[role].dtype)
+                self.reads.append((memoryview(a).cast("B"), offsets[key], m.arrays[role].strides[0]))
         self.one_row = matrix({**m.entry, "shape": [1, *m.entry["shape"][1:]]}, arrays)
         self.one = np.ones(1, np.float32)
         if self.one_row._bound():  # the kernel called directly: Matrix.rmv's checks cost more than the product

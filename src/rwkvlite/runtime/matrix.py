@@ -22,6 +22,9 @@ from . import kernels
 from .kernels import lib, ptr
 
 
+SHARED = ("codebook", "codebook_scale", "perm")  # arrays of a whole matrix, not one per row
+
+
 def _check_coefficients(a, rows, n_rows: int) -> None:
     """One coefficient per row used: len(a) == len(rows), or == the matrix's rows."""
     if len(a) != (n_rows if rows is None else len(rows)):
@@ -47,7 +50,7 @@ class Matrix:
 
     def dense_rows(self, rows) -> np.ndarray:
         rows = np.asarray(rows)
-        sub = {k: (v if k in ("codebook", "codebook_scale", "perm") else v[rows]) for k, v in self.arrays.items()}
+        sub = {k: (v if k in SHARED else v[rows]) for k, v in self.arrays.items()}
         entry = {**self.entry, "shape": [len(rows), self.cols]}
         return decode(entry, sub).reshape(len(rows), self.cols)
 
