@@ -1,6 +1,9 @@
+import ctypes
 import json
+import mmap
 import os
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -146,12 +149,41 @@ def test_written_files_get_the_usual_permissions(quantized):
     assert os.stat(quantized[3]).st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_verification_keeps_only_the_ranges_asked_for_in_the_page_cache():
-    """crc32_of_file drops what it read behind it except the ranges to keep (the embedding's,
-    runtime/model.py): the parts of a block outside those ranges."""
+def _cached_pages(path: str, start: int, nbytes: int) -> tuple[int, int]:
+    """(pages in the page cache, pages) of the whole pages within the file's bytes [start,
+    start + nbytes) (mincore on a map of the file, which maps no page into this process)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    first, end = -(-start // 4096), (start + nbytes) // 4096
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
+        view = np.frombuffer(mm, np.uint8)
+        vec = (ctypes.c_ubyte * (end - first))()
+        assert libc.mincore(ctypes.c_void_p(view.ctypes.data + 4096 * first), 4096 * (end - first), vec) == 0
+        del view
+    return sum(v & 1 for v in vec), end - first
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not sys.platform.startswith("linux"), reason="Linux only")
+def test_verification_keeps_only_the_ranges_asked_for_in_the_page_cache(tmp_path):
+    """read() drops the pages its checksum read behind it, except those of the tensors
+    keep_cached names (the runtime's embedding, read with os.pread); crc32_of_file drops the
+    parts of each block outside the kept byte ranges."""
     outside = compressed.container._outside
     assert outside(0, 100, []) == [(0, 100)]
     assert outside(0, 100, [(10, 20), (50, 60)]) == [(0, 10), (20, 50), (60, 100)]
     assert outside(0, 100, [(0, 100)]) == []
     assert outside(30, 40, [(0, 35), (38, 90)]) == [(35, 38)]
     assert outside(30, 40, [(40, 50), (0, 30)]) == [(30, 40)]
+    path = str(tmp_path / "t.rwkvlite")
+    arrays = {"a:values": np.arange(2**20, dtype=np.float32), "b:values": np.ones(2**20, np.float32)}
+    compressed.container.write(path, {"tensors": {n: {"arrays": {"values": f"{n}:values"}} for n in "ab"}}, arrays)
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)  # clean pages, which fadvise can drop
+    os.close(fd)
+    at = compressed.container.array_offsets(path)
+    compressed.container.read(path, keep_cached=lambda manifest: ["a"])
+    cached, pages = _cached_pages(path, at["a:values"], 4 * 2**20)
+    assert pages >= 1023 and cached == pages
+    assert _cached_pages(path, at["b:values"], 4 * 2**20)[0] == 0
+    compressed.container.read(path)
+    assert _cached_pages(path, at["a:values"], 4 * 2**20)[0] == 0
