@@ -31,7 +31,6 @@ import torch
 
 from rwkvlite import eval as ev
 from rwkvlite.compress import quantize
-from rwkvlite.format import size_report
 from rwkvlite.loaders import load_model, save_model
 from rwkvlite.passes.quantize import QuantConfig
 from rwkvlite.tokenizer import tokenizer_for

@@ -1,6 +1,7 @@
 """The C kernels (kernels.c: packed matrix-vector products; rwkv7.c and rwkv6.c: one RWKV-7,
-or RWKV-5/6, block per call, from the parts in blocks.c), built on first use with the system's C compiler and loaded through ctypes; None when
-no compiler is available (the runtime then uses numpy).
+or RWKV-5/6, block per call, from the parts in blocks.c), built on first use with the
+system's C compiler and loaded through ctypes; None when no compiler is available (the
+runtime then uses numpy).
 
 Why hand-written C: no maintained package multiplies by our packed layouts (3-bit streams,
 2-D VQ codebooks, row subsets) without PyTorch, and two C files (~1,300 lines) compiled for
@@ -81,7 +82,7 @@ class FfnT(ctypes.Structure):
 
 
 class Block7(ctypes.Structure):
-    _fields_ = ([(n, I64) for n in ("C", "H", "N", "F", "first", "hidden")] + [("eps", ctypes.c_double)]
+    _fields_ = ([(n, I64) for n in ("C", "H", "N", "first", "hidden")] + [("eps", ctypes.c_double)]
                 + [(n, VP) for n in ("ln1w", "ln1b", "ln2w", "ln2b", "mix", "w0", "a0", "k_k", "k_a", "r_k", "v0",
                                      "lnxw", "lnxb", "x_k")]
                 + [(n, LinearT) for n in "rkvo"]

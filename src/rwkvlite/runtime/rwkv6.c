@@ -65,6 +65,7 @@ static void token_shift6(const block6_t *b, const float *x, const float *prev, f
         for (int64_t c = 0; c < C; c++) xx[c] = x[c] + (prev[c] - x[c]) * b->maa_x[c];
         mat_rmv(&b->maa_w1, xx, m, NULL, C);
         for (int64_t j = 0; j < 5 * D; j++) m[j] = tanhf(m[j]);
+        /* (one matrix from several threads: it is dense, so mat_rmv uses no scratch of its own) */
 #pragma omp parallel for schedule(static) if (5 * D * C >= parallel_min)
         for (int64_t i = 0; i < 5; i++) mat_rmv(&b->maa_w2, m + i * D, mixed + i * C, b->up_rows + i * D, D);
     } else {
