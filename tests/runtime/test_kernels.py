@@ -169,3 +169,27 @@ def test_sign_copies_equal_the_decoded_signs(cols, mode):
     tol = 1e-6 if mode == "exact" else 1e-4  # int16x: x rounded to 2^-15 of its largest value
     np.testing.assert_allclose(m.mv(x), expect, atol=tol * 2 * cols * np.abs(x).max())
 
+
+
+@pytest.mark.parametrize("V", [16, 37, 1000])
+def test_clustered_head_rows_and_logprobs_equal_numpy(V):
+    """head_rows and head_logprobs (16 tokens a step with AVX-512, then a scalar tail) against
+    the numpy they replace (runtime/model.py, Head), for vocabularies with and without a tail."""
+    rng = np.random.default_rng(V)
+    K = 7
+    cluster = rng.integers(0, K, V).astype(np.int32)
+    picked = (rng.random(K) < 0.5).astype(np.int32)
+    picked[cluster[V // 2]] = 1  # at least one chosen token
+    base = rng.standard_normal(K).astype(np.float32)
+    lib, ptr = kernels.lib(), kernels.ptr
+    rows = np.full(V, -1, np.int32)
+    n = lib.head_rows(ptr(picked), ptr(cluster), V, ptr(rows))
+    want = np.flatnonzero(picked[cluster]).astype(np.int32)
+    np.testing.assert_array_equal(rows[:n], want)
+    logits = (3 * rng.standard_normal(n)).astype(np.float32)
+    log_mass = -0.25
+    out = np.empty(V, np.float32)
+    lib.head_logprobs(ptr(logits), n, ptr(picked), ptr(cluster), ptr(base), V, log_mass, ptr(out))
+    ref = base[cluster].astype(np.float64)
+    ref[want] = logits - logits.max() - np.log(np.exp(logits.astype(np.float64) - logits.max()).sum()) + log_mass
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)

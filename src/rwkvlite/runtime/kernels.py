@@ -46,7 +46,7 @@ SIGNATURES = {
     "rwkv6_block": [VP] * 10,
     "rwkv6_block_floats": [VP],
     "head_rows": [VP, VP, I64, VP],
-    "head_logprobs": [VP, VP, I64, VP, VP, I64, ctypes.c_double, VP],
+    "head_logprobs": [VP, I64, VP, VP, VP, I64, ctypes.c_double, VP],
     "set_threads": [ctypes.c_int],
     "threads": [],
     "read_sum": [VP, I64],

@@ -541,7 +541,7 @@ class Head:
         rank = np.arange(len(s))
         take = ((mass_before < self.spec["p"]) | (rank < self.spec["min_clusters"])) & (rank < self.spec["max_clusters"])
         chosen = order[take]
-        picked = np.zeros(len(s), np.uint8)
+        picked = np.zeros(len(s), np.int32)
         picked[chosen] = 1
         base = (np.log(s) - self.log_sizes).astype(np.float32)  # a token of an unchosen cluster: log(s_k / n_k)
         log_mass = float(np.log(s[chosen].sum()))
@@ -550,8 +550,8 @@ class Head:
             ptr, out = kernels.ptr, np.empty(len(self.cluster), np.float32)
             n = lib.head_rows(ptr(picked), ptr(self.cluster), len(self.cluster), ptr(self._rows))
             logits = self.W.mv(h, self._rows[:n])
-            lib.head_logprobs(ptr(logits), ptr(self._rows), n, ptr(self.cluster), ptr(base), len(self.cluster),
-                              log_mass, ptr(out))
+            lib.head_logprobs(ptr(logits), n, ptr(picked), ptr(self.cluster), ptr(base), len(self.cluster), log_mass,
+                              ptr(out))
             self.rows_total += n
             return out
         rows = np.flatnonzero(picked[self.cluster]).astype(np.int32)
