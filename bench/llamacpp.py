@@ -43,6 +43,8 @@ import time
 
 import numpy as np
 
+from rwkvlite.utils.io import atomic_path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared")
 
@@ -117,10 +119,9 @@ def make_ggufs(checkpoint: str, keep: str, llama_src: str, vocab_txt: str, threa
         quiet(llama_cpp)
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_1, threads
-        tmp = q5 + ".tmp"
-        if llama_cpp.llama_model_quantize(f16.encode(), tmp.encode(), ctypes.byref(params)):
-            sys.exit(f"llama.cpp's quantizer failed on {f16}")
-        os.replace(tmp, q5)
+        with atomic_path(q5) as tmp:
+            if llama_cpp.llama_model_quantize(f16.encode(), tmp.encode(), ctypes.byref(params)):
+                raise SystemExit(f"llama.cpp's quantizer failed on {f16}")
         print(f"quantized {f16} to Q5_1: {q5}", flush=True)
     return {"llama.cpp F16": f16, "llama.cpp Q5_1": q5}
 
@@ -157,7 +158,6 @@ def worker(path: str, prompt: int, tokens: int, threads: int, dump: str | None) 
     """One llama.cpp run in this process: figures as `rwkvlite bench` names them."""
     import llama_cpp
 
-    sys.path.insert(0, os.path.join(HERE, "..", "src"))
     from rwkvlite.utils.memory import peak_mib, reset_peak
 
     quiet(llama_cpp)
@@ -290,7 +290,7 @@ def main() -> None:
               f"{row['bytes_read_per_token'] / 1e6:>11.1f} {row['x_bound']:>7.2f} {row['ms_per_token']:>9.2f} "
               f"{row['speed_vs_q5_1']:>10.2f}x ({min(speed):.2f}-{max(speed):.2f})", flush=True)
     if args.json:
-        with open(args.json, "w") as fh:
+        with atomic_path(args.json) as tmp, open(tmp, "w") as fh:
             json.dump(rows, fh, indent=1)
 
 
