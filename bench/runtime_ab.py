@@ -4,7 +4,8 @@ one process: the whole token (blocks, head) with one build, then with the other.
 bench/kernels_ab.py judges single kernels this way; this judges a change to rwkv7.c or to how
 the kernels are called, on a real file. OLD is the runtime folder of another checkout (e.g.
 `git worktree add /tmp/old HEAD~1`, then --old /tmp/old/src/rwkvlite/runtime; the two builds
-must lay out the block structs alike, as this checkout's runtime/kernels.py mirrors them). The two
+must share this checkout's C interface, its structs as runtime/kernels.py mirrors them and its
+kernels' arguments: the version kernels.c stamps, checked before anything runs). The two
 builds share one Runtime and one state: each round decodes --tokens tokens greedily with one
 build, then as many with the other (the order alternating between rounds). Reported: the
 median ms/token of each build and the median and spread of the per-round ratios new/old.
@@ -18,6 +19,7 @@ usage: python bench/runtime_ab.py FILE --old DIR|numpy|per-block [--rounds 20] [
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import sys
 import time
@@ -29,6 +31,14 @@ from kernels_ab import load  # noqa: E402
 
 from rwkvlite.runtime import kernels  # noqa: E402
 from rwkvlite.runtime.model import Runtime  # noqa: E402
+
+
+def abi(lib) -> int:
+    """A build's C interface version (kernels.c, rwkvlite_abi); 1 for builds from before it."""
+    try:
+        return ctypes.c_int64.in_dll(lib, "rwkvlite_abi").value
+    except ValueError:
+        return 1
 
 
 def main() -> None:
@@ -44,6 +54,10 @@ def main() -> None:
     threads = kernels.threads()
     numpy_steps, per_block = args.old == "numpy", args.old == "per-block"
     libs = {k: load(args.new if numpy_steps or per_block else getattr(args, k), threads) for k in ("old", "new")}
+    versions = {k: abi(lib) for k, lib in libs.items()}
+    if versions["old"] != versions["new"]:
+        raise SystemExit(f"--old {args.old}: its C interface is version {versions['old']}, this checkout's "
+                         f"{versions['new']} (a struct or a kernel's arguments changed): compare builds of one version")
     if any(b.c is None for b in rt.blocks):
         raise SystemExit(f"{args.file}: blocks without the C path; nothing to compare")
     if any(not hasattr(lib, b.kernel) for lib in libs.values() for b in rt.blocks):
