@@ -170,7 +170,6 @@ def test_sign_copies_equal_the_decoded_signs(cols, mode):
     np.testing.assert_allclose(m.mv(x), expect, atol=tol * 2 * cols * np.abs(x).max())
 
 
-
 @pytest.mark.parametrize("V", [16, 37, 1000])
 def test_clustered_head_rows_and_logprobs_equal_numpy(V):
     """head_rows and head_logprobs (16 tokens a step with AVX-512, then a scalar tail) against
