@@ -645,6 +645,68 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 }
 
 #ifdef HAVE_AVX2
+#ifdef HAVE_PERMW
+/* codes32 where the 16-byte (8-bit codes: 32-byte) load could pass the end of the codes:
+ * a masked load reads only the row's own bytes from c on (at least the 32 codes') */
+static inline __attribute__((always_inline)) __m512i codes32_masked(const uint8_t *q, int64_t c, int64_t avail,
+                                                                    const int bits, __m512i shuffle, __m512i mul) {
+    const int64_t at = (uint64_t)c / 8 * bits, left = MIN(32, avail - at);
+    if (bits == 8) return _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(_bzhi_u32(~0u, (unsigned)left), q + at));
+    __m512i raw = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8((__mmask16)_bzhi_u32(0xffffu, (unsigned)MIN(16, left)), q + at));
+    return _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_shuffle_epi8(raw, shuffle), mul), 16 - bits);
+}
+
+/* y[c0..c0+32 halves) += sum_i a_i W[row_i] for a block of 32 or 64 columns in one group,
+ * the AVX-512 form of axpy_sq_narrow's: 32 codes a load (codes32), the sums in named
+ * registers, the same float operations per column in the same order (bit-identical) */
+static inline __attribute__((always_inline)) void narrow_block512(const uint8_t *Q, int64_t qstride, int64_t qbytes,
+                                                                  const f16 *S, const uint8_t *Z, int64_t zstride,
+                                                                  int64_t ngroups, int64_t c0, const float *a, float *y,
+                                                                  const int32_t *rows, int64_t n, const int bits,
+                                                                  const int halves, __m512i shuffle, __m512i mul,
+                                                                  int64_t group) {
+    const int64_t g = c0 / group, need = (c0 + 32 * halves) / 8 * bits + (bits == 8 ? 0 : 16);  /* bytes the loads reach */
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    float zsum = 0.f;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t r = rows ? rows[i] : i, avail = qbytes - r * qstride;
+        const uint8_t *q = Q + r * qstride;
+        const float s = a[i] * (float)S[r * ngroups + g];
+        zsum += s * (float)code_at(Z + r * zstride, g, bits);
+        const __m512 vs = _mm512_set1_ps(s);
+        for (int h = 0; h < halves; h++) {
+            const int64_t c = c0 + 32 * h;
+            const __m512i k = avail >= need ? codes32(q, c, bits, shuffle, mul) : codes32_masked(q, c, avail, bits, shuffle, mul);
+            const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(k)));
+            const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(k, 1)));
+            if (h == 0) s0 = _mm512_fmadd_ps(vs, lo, s0), s1 = _mm512_fmadd_ps(vs, hi, s1);
+            else s2 = _mm512_fmadd_ps(vs, lo, s2), s3 = _mm512_fmadd_ps(vs, hi, s3);
+        }
+    }
+    const __m512 vz = _mm512_set1_ps(zsum), sums[4] = {s0, s1, s2, s3};
+    for (int j = 0; j < 2 * halves; j++)
+        _mm512_storeu_ps(y + c0 + 16 * j, _mm512_add_ps(_mm512_loadu_ps(y + c0 + 16 * j), _mm512_sub_ps(sums[j], vz)));
+}
+
+/* axpy_sq_narrow with AVX-512, for 2-4- and 8-bit codes and widths of whole 32-column halves:
+ * blocks of 64 columns (the last may be 32); the variable-width loop kept its sums in memory,
+ * every row waiting on a store and a load */
+static void axpy_sq_narrow512(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z,
+                              int64_t zstride, int bits, int64_t group, int64_t cols, int64_t ngroups, const float *a,
+                              float *y, const int32_t *rows, int64_t n) {
+    __m512i mul, shuffle = shuffle512(bits <= 4 ? bits : 1, &mul);
+    for (int64_t c0 = 0; c0 < cols; c0 += 64) {
+        const int halves = cols - c0 >= 64 ? 2 : 1;
+        switch (bits * 2 + halves - 1) {
+#define CASE(B, H) case B * 2 + H - 1: \
+            narrow_block512(Q, qstride, qbytes, S, Z, zstride, ngroups, c0, a, y, rows, n, B, H, shuffle, mul, group); break;
+            CASE(2, 1) CASE(2, 2) CASE(3, 1) CASE(3, 2) CASE(4, 1) CASE(4, 2) CASE(8, 1) CASE(8, 2)
+#undef CASE
+        }
+    }
+}
+#endif
+
 /* axpy over many short rows (LoRA factors stored [in, r]): up to 64 columns of y stay in
  * registers while every row is read; each block of 64 columns must lie in one group */
 static void axpy_sq_narrow(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z, int64_t zstride,
@@ -932,6 +994,13 @@ void axpy_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, co
     int64_t ngroups = (cols + group - 1) / group;
 #ifdef HAVE_AVX2
     unpacker u = make_unpacker(bits);
+#ifdef HAVE_PERMW
+    if ((bits == 2 || bits == 3 || bits == 4 || bits == 8) && cols % 32 == 0 && cols <= 256 &&
+        (group % 64 == 0 || group >= cols)) {
+        axpy_sq_narrow512(Q, qstride, qbytes, S, Z, zstride, bits, group, cols, ngroups, a, y, rows, n);
+        return;
+    }
+#endif
     if (bits <= 8 && cols % 16 == 0 && cols <= 256 && (group % 64 == 0 || group >= cols)) {
         axpy_sq_narrow(Q, qstride, qbytes, S, Z, zstride, group, cols, ngroups, a, y, rows, n, &u);
         return;
