@@ -152,8 +152,12 @@ def test_c_block_step_equals_the_numpy_one(sources, version, recipe, threaded):
         x, v_first = rng.standard_normal(C, np.float32), None
         for block, st in zip(rt.blocks, state):
             a, b, before = dict(st), dict(st), st["wkv"].copy()
+            counts = (block.active_total, block.values_total)
             xc, vc = block(x, a, v_first)
+            c_counts = (block.active_total - counts[0], block.values_total - counts[1])
             xn, vn = block.step_numpy(x, b, v_first)
+            # the same FFN rows computed and read (predictor, and value rows of neurons > 0)
+            assert (block.active_total, block.values_total) == (counts[0] + 2 * c_counts[0], counts[1] + 2 * c_counts[1])
             assert (vc is None) == (vn is None) == (version != "7")  # v_first: RWKV-7's only
             pairs = [(xc, xn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))] + ([(vc, vn)] if vc is not None else [])
             for got, want in pairs:
@@ -164,6 +168,32 @@ def test_c_block_step_equals_the_numpy_one(sources, version, recipe, threaded):
         k.set_exact(False)
         minimum.value = kept
         k.set_threads(threads)
+
+
+@pytest.mark.parametrize("kernels", ["c", "numpy"])
+def test_ffn_value_rows_are_read_for_active_neurons_only(sources, kernels, monkeypatch):
+    """A neuron whose key product comes out <= 0 weighs nothing, so its value row is not read
+    (blocks.c, ffn_transposed; sparse_ffn in numpy), and bytes_read_per_token counts the
+    value rows read, not the neurons predicted."""
+    from rwkvlite.runtime import kernels as k
+
+    monkeypatch.setattr(k, "_lib", None)
+    monkeypatch.setattr(k, "_tried", kernels == "numpy")
+    if kernels == "c" and k.lib() is None:
+        pytest.skip("no C compiler")
+    rt = Runtime(compressed(sources("7"), "lite"))
+    assert all(b.fv.transposed and b.predictor is not None for b in rt.blocks)
+    state, token = None, 1
+    for _ in range(8):
+        logits, state = rt.step(token, state, inplace=True)
+        token = int(np.argmax(logits))
+    keys, values = sum(b.active_total for b in rt.blocks), sum(b.values_total for b in rt.blocks)
+    assert all(0 < b.values_total <= b.active_total for b in rt.blocks)
+    assert values < keys  # some predicted neurons came out inactive, and their rows were skipped
+    t, want = rt.tokens, 0.0
+    for b in rt.blocks:
+        want += (b.fk.nbytes * b.active_total + b.fv.nbytes * b.values_total) / t / b.fk.rows
+    assert rt.bytes_read_per_token()["ffn"] == pytest.approx(want)
 
 
 def test_each_runtime_steps_with_its_own_threads(source):

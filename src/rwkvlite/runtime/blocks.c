@@ -155,9 +155,11 @@ static int64_t active(const predictor_t *p, const float *x, int64_t C, int64_t F
  * with the value matrix stored transposed, [F, C]. Threads split the neurons: each multiplies
  * its neurons' key rows, then adds their value rows into a sum of its own, and the sums are
  * added at the end; one fork and join for both products, and the value kernel's serial set-up
- * (its int16 coefficients) split as well. h: n floats; x is read as the key matrix's columns
- * are stored (act-order), u written in the model's order. */
-static void ffn_transposed(const ffn_t *f, int64_t C, const float *x, const int32_t *sel, int64_t n, float *h, float *u) {
+ * (its int16 coefficients) split as well. A neuron whose key product comes out <= 0 weighs 0,
+ * so its value row is not read (with random weights a third of the predicted ones; sel is
+ * compacted in place). h: n floats; x is read as the key matrix's columns are stored
+ * (act-order), u written in the model's order. Returns how many value rows were read. */
+static int64_t ffn_transposed(const ffn_t *f, int64_t C, const float *x, int32_t *sel, int64_t n, float *h, float *u) {
     const mat_t *fk = &f->fk, *fv = &f->fv;
     int nt = 1;
 #ifdef _OPENMP
@@ -165,11 +167,12 @@ static void ffn_transposed(const ffn_t *f, int64_t C, const float *x, const int3
 #endif
     float *parts = malloc((size_t)nt * C * sizeof *parts);
     int used = 1;  /* the team's size: OpenMP may start fewer threads than asked (OMP_DYNAMIC, thread limits) */
+    int64_t read = 0;  /* value rows */
     if (!parts) {  /* out of memory: the two products one after the other */
         mat_mv(fk, x, h, sel, n);
         for (int64_t i = 0; i < n; i++) h[i] = h[i] > 0.f ? h[i] * h[i] : 0.f;
         mat_rmv(fv, h, u, sel, n);
-        return;
+        return n;
     }
     if (fk->perm) {  /* once, not by every thread in the key matrix's own buffer */
         for (int64_t c = 0; c < C; c++) fk->tmp[c] = x[fk->perm[c]];
@@ -185,9 +188,16 @@ static void ffn_transposed(const ffn_t *f, int64_t C, const float *x, const int3
         const int64_t i0 = n * t / k, i1 = n * (t + 1) / k;
         float *part = parts + t * C;
         mat_kernel(fk, 0, x, h + i0, sel + i0, i1 - i0);
-        for (int64_t i = i0; i < i1; i++) h[i] = h[i] > 0.f ? h[i] * h[i] : 0.f;
+        int64_t m = i0;  /* the neurons that came out active, in place: a zero weight reads no value row */
+        for (int64_t i = i0; i < i1; i++) {
+            const float v = h[i];
+            h[m] = v * v, sel[m] = sel[i];
+            m += v > 0.f;
+        }
         memset(part, 0, C * sizeof *part);
-        mat_kernel(fv, 1, h + i0, part, sel + i0, i1 - i0);
+        mat_kernel(fv, 1, h + i0, part, sel + i0, m - i0);
+#pragma omp atomic
+        read += m - i0;
     }
     for (int t = 1; t < used; t++)
         for (int64_t c = 0; c < C; c++) parts[c] += parts[t * C + c];
@@ -196,6 +206,7 @@ static void ffn_transposed(const ffn_t *f, int64_t C, const float *x, const int3
     else
         memcpy(u, parts, C * sizeof *u);
     free(parts);
+    return read;
 }
 
 
@@ -203,8 +214,9 @@ static void ffn_transposed(const ffn_t *f, int64_t C, const float *x, const int3
 int64_t channel_mix_floats(const ffn_t *f) { return 4 * f->fk.rows + (f->predicted ? f->pred.m1.rows : 0); }
 
 /* u = W_v relu(W_k x)^2 (x [C], the channel mix's shifted input), over the neurons the
- * predictor marks active, if it has one; returns how many neurons were computed. rows: F
- * ints; work: channel_mix_floats(f) floats. */
+ * predictor marks active, if it has one. Returns FFN_COUNTS(key rows computed, value rows
+ * read; F for a value matrix stored [C, F], which is read whole). rows: F ints; work:
+ * channel_mix_floats(f) floats. */
 int64_t channel_mix(const ffn_t *f, int64_t C, const float *x, float *u, int32_t *rows, float *work) {
     const int64_t F = f->fk.rows;
     float *h = work, *full = work + F;
@@ -214,7 +226,7 @@ int64_t channel_mix(const ffn_t *f, int64_t C, const float *x, float *u, int32_t
     if (f->fv_transposed) {
         if (!f->predicted)
             for (int64_t i = 0; i < F; i++) rows[i] = (int32_t)i;
-        ffn_transposed(f, C, x, rows, n, h, u);
+        return FFN_COUNTS(n, ffn_transposed(f, C, x, rows, n, h, u));
     } else {  /* a value matrix stored [C, F]: every row is read */
         mat_mv(&f->fk, x, h, f->predicted ? rows : NULL, n);
         for (int64_t i = 0; i < n; i++) h[i] = h[i] > 0.f ? h[i] * h[i] : 0.f;
@@ -224,5 +236,5 @@ int64_t channel_mix(const ffn_t *f, int64_t C, const float *x, float *u, int32_t
         }
         mat_mv(&f->fv, f->predicted ? full : h, u, NULL, C);
     }
-    return n;
+    return FFN_COUNTS(n, F);
 }

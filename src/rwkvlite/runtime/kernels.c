@@ -51,8 +51,9 @@ int64_t parallel_min = 65536;
 /* The version of this C interface, read by bench/runtime_ab.py before it runs two builds
  * under one Python: raised whenever a struct's layout (kernels.h, rwkv7.c, rwkv6.c, mirrored
  * in runtime/kernels.py) or an exported function's arguments change. Builds from before it
- * (up to 0c54227) are version 1; 2 changed the clustered head's calls. */
-const int64_t rwkvlite_abi = 2;
+ * (up to 0c54227) are version 1; 2 changed the clustered head's calls; 3 made the blocks
+ * return two FFN counts (FFN_COUNTS). */
+const int64_t rwkvlite_abi = 3;
 
 int threads(void) {
 #ifdef _OPENMP

@@ -80,5 +80,9 @@ void linear(const linear_t *l, const float *x, float *y, float *h);
 void lora(const mat_t *A, const mat_t *B, const float *x, float *y, float *h, int f);
 void layer_norm(const float *x, const float *w, const float *b, int64_t n, float eps, float *out);
 int64_t channel_mix_floats(const ffn_t *f);
+/* the channel mix's two counts in one return value (channel_mix, and the blocks that return
+ * its result): key rows computed, and 2^32 times the value rows read (runtime/model.py,
+ * OneCall.count) */
+#define FFN_COUNTS(keys, values) ((int64_t)(keys) | (int64_t)(values) << 32)
 int64_t channel_mix(const ffn_t *f, int64_t C, const float *x, float *u, int32_t *rows, float *work);
 #endif

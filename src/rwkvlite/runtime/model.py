@@ -220,9 +220,14 @@ class OneCall:
         n = self.c(self._args, ptr(x), ptr(st["att"]), ptr(att), ptr(st["ffn"]), ptr(ffn), ptr(st["wkv"]), ptr(wkv),
                    *extra, *self._bufs)
         st["att"], st["ffn"], st["wkv"] = att, ffn, wkv
-        if self.predictor is not None:
-            self.active_total += n
+        self.count(n)
         return x
+
+    def count(self, counts: int) -> None:
+        """Add a C step's FFN_COUNTS (kernels.h): key rows computed, and value rows read in the
+        high 32 bits."""
+        self.active_total += counts & 0xFFFFFFFF
+        self.values_total += counts >> 32
 
 
 class Block(OneCall):
@@ -256,7 +261,7 @@ class Block(OneCall):
         self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
         spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
         self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
-        self.active_total = 0
+        self.active_total = self.values_total = 0  # FFN key rows computed, value rows read
         self.C = cfg["n_embd"]
         self.bind()
 
@@ -312,16 +317,21 @@ class Block(OneCall):
 
 def sparse_ffn(b, xk) -> np.ndarray:
     """W_v relu(W_k xk)^2 of block b's channel mix; with a predictor, over the neurons it
-    predicts active only (counted in b.active_total)."""
-    if b.predictor is None:
-        h = np.maximum(b.fk.mv(xk), 0) ** 2
-        return b.fv.mv(h) if not b.fv.transposed else b.fv.rmv(h)
-    rows = b.predictor.active(xk)
-    b.active_total += len(rows)
+    predicts active only (counted in b.active_total). A value matrix stored transposed
+    (rwkvlite's files) is read only at the neurons whose key product came out > 0 (counted in
+    b.values_total), as blocks.c's channel_mix does."""
+    F = b.fk.rows
+    rows = None if b.predictor is None else b.predictor.active(xk)
+    b.active_total += F if rows is None else len(rows)
     h = np.maximum(b.fk.mv(xk, rows), 0) ** 2
-    if b.fv.transposed:  # rwkvlite's files: value columns of the active neurons only
-        return b.fv.rmv(h, rows)
-    full = np.zeros(b.fv.cols, np.float32)  # a value matrix stored [C, F]: every row is read, inactive neurons weigh 0
+    if b.fv.transposed:
+        used = np.flatnonzero(h > 0).astype(np.int32)
+        b.values_total += len(used)
+        return b.fv.rmv(h[used], used if rows is None else rows[used])
+    b.values_total += F  # a value matrix stored [C, F]: read whole, inactive neurons weigh 0
+    if rows is None:
+        return b.fv.mv(h)
+    full = np.zeros(b.fv.cols, np.float32)
     full[rows] = h
     return b.fv.mv(full)
 
@@ -380,7 +390,7 @@ class Block5(OneCall):
         self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
         spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
         self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
-        self.active_total = 0
+        self.active_total = self.values_total = 0  # FFN key rows computed, value rows read
         self.mixes(w, p)
         self.bind()
 
@@ -645,9 +655,7 @@ class Runtime:
         made once (_calls_for), x in the runtime's buffer."""
         np.copyto(self._x, x)
         for block, args in zip(self.blocks, self._calls_for(state)):
-            n = block.c(*args)
-            if block.predictor is not None:
-                block.active_total += n
+            block.count(block.c(*args))
         return self._x
 
     def _calls_for(self, state: list[dict]) -> list[tuple]:
@@ -674,16 +682,17 @@ class Runtime:
         """Start counting tokens, active FFN neurons and head rows afresh (bytes_read_per_token)."""
         self.tokens = self.head.rows_total = 0
         for b in self.blocks:
-            b.active_total = 0
+            b.active_total = b.values_total = 0
 
     def bytes_read_per_token(self) -> dict:
         """Weight bytes read per token so far (mean): what the bandwidth bound is computed from."""
         t = max(1, self.tokens)
         total = sum(e["bytes"] for e in self.w.entries.values())
         ffn = head = 0.0
-        for b in self.blocks:
-            full = b.fk.nbytes + b.fv.nbytes
-            ffn += full if b.predictor is None else full * b.active_total / t / b.fk.rows
+        for b in self.blocks:  # key rows computed; value rows read (a value matrix stored [C, F] whole)
+            F = b.fk.rows
+            ffn += b.fk.nbytes * (1 if b.predictor is None else b.active_total / t / F)
+            ffn += b.fv.nbytes * (b.values_total / t / F if b.fv.transposed else 1)
         head_bytes = self.head.W.nbytes
         head = head_bytes * self.head.rows_total / t / self.head.W.rows
         emb = self.w.entries["emb.weight"]["bytes"]

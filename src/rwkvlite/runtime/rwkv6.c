@@ -100,8 +100,8 @@ static void projections6(const block6_t *b, const float *mixed, float *out, floa
 
 /* One token through block b: x [C] is updated in place; the block's state (att, ffn [C],
  * S [H][N][N]) is read and its successor written to att_out, ffn_out, T (which may alias
- * the inputs). work: rwkv6_block_floats(b) floats; rows: F ints. Returns how many FFN neurons
- * were computed. */
+ * the inputs). work: rwkv6_block_floats(b) floats; rows: F ints. Returns channel_mix's
+ * FFN_COUNTS. */
 int64_t rwkv6_block(const block6_t *b, float *x, const float *att, float *att_out, const float *ffn, float *ffn_out,
                     const float *S, float *T, float *work, int32_t *rows) {
     const int64_t C = b->C, A = b->A;

@@ -98,7 +98,7 @@ void rwkv7_time_mix(const float *S, float *T, const float *r, const float *w_raw
 /* One token through block b: x [C] is updated in place; the block's state (att, ffn [C],
  * S [H][N][N]) is read and its successor written to att_out, ffn_out, T (which may alias
  * the inputs); v_first [C] is written by the first block and read by the others. work:
- * rwkv7_block_floats(b) floats; rows: one int per FFN neuron. Returns how many FFN neurons were computed. */
+ * rwkv7_block_floats(b) floats; rows: one int per FFN neuron. Returns channel_mix's FFN_COUNTS. */
 int64_t rwkv7_block(const block7_t *b, float *x, const float *att, float *att_out, const float *ffn, float *ffn_out,
                     const float *S, float *T, float *v_first, float *work, int32_t *rows) {
     const int64_t C = b->C;
