@@ -1,6 +1,5 @@
 """rwkvlite eval / bench / report end to end on a real tiny model."""
 import json
-import os
 
 from ..conftest import shared, run_cli
 

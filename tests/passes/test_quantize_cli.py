@@ -4,7 +4,7 @@ import pytest
 
 from rwkvlite.loaders import load_model
 
-from ..conftest import TINY, run_cli, shared
+from ..conftest import run_cli, shared
 
 
 def one_line_error(result, fragment):

@@ -62,7 +62,7 @@ def accounting(path, model, tokens_seen: list[int] | None = None, cache_rows: in
         stored[component_of(name)] += n
     resident, read = dict(stored), dict(stored)
     out = {"file_bytes": os.path.getsize(path)}
-    V, C = model.config.vocab_size, model.config.n_embd
+    V = model.config.vocab_size
     row = sizes["emb.weight"] / V
     read["embedding"] = row
     if not hasattr(model.blocks[0], "ln0") or type(model.blocks[0].ln0).__name__ == "Identity":
