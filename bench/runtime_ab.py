@@ -55,9 +55,11 @@ def main() -> None:
     numpy_steps, per_block = args.old == "numpy", args.old == "per-block"
     libs = {k: load(args.new if numpy_steps or per_block else getattr(args, k), threads) for k in ("old", "new")}
     versions = {k: abi(lib) for k, lib in libs.items()}
-    if versions["old"] != versions["new"]:
-        raise SystemExit(f"--old {args.old}: its C interface is version {versions['old']}, this checkout's "
-                         f"{versions['new']} (a struct or a kernel's arguments changed): compare builds of one version")
+    ours = abi(kernels.lib())  # what this checkout's Python calls
+    for k, v in versions.items():
+        if v != ours:
+            raise SystemExit(f"--{k} {getattr(args, k)}: its C interface is version {v}, this checkout's {ours} "
+                             "(a struct or a kernel's arguments changed): compare builds of this checkout's version")
     if any(b.c is None for b in rt.blocks):
         raise SystemExit(f"{args.file}: blocks without the C path; nothing to compare")
     if any(not hasattr(lib, b.kernel) for lib in libs.values() for b in rt.blocks):

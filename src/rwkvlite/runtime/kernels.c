@@ -50,9 +50,10 @@ int64_t parallel_min = 65536;
 
 /* The version of this C interface, read by bench/runtime_ab.py before it runs two builds
  * under one Python: raised whenever a struct's layout (kernels.h, rwkv7.c, rwkv6.c, mirrored
- * in runtime/kernels.py) or an exported function's arguments change. Builds from before it
- * (up to 0c54227) are version 1; 2 changed the clustered head's calls; 3 made the blocks
- * return two FFN counts (FFN_COUNTS). */
+ * in runtime/kernels.py) or an exported function's arguments change. 1: builds up to 0c54227,
+ * which lack this symbol; 2 changed the clustered head's calls (b623e85; the builds from there
+ * to efacf62 lack the symbol too, and read as 1); 3 made the blocks return two FFN counts
+ * (FFN_COUNTS). */
 const int64_t rwkvlite_abi = 3;
 
 int threads(void) {
@@ -664,9 +665,10 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
  * a masked load reads only the row's own bytes from c on (at least the 32 codes') */
 static inline __attribute__((always_inline)) __m512i codes32_masked(const uint8_t *q, int64_t c, int64_t avail,
                                                                     const int bits, __m512i shuffle, __m512i mul) {
-    const int64_t at = (uint64_t)c / 8 * bits, left = MIN(32, avail - at);
-    if (bits == 8) return _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(_bzhi_u32(~0u, (unsigned)left), q + at));
-    __m512i raw = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8((__mmask16)_bzhi_u32(0xffffu, (unsigned)MIN(16, left)), q + at));
+    const int64_t at = (uint64_t)c / 8 * bits, left = MIN(32, avail - at);  /* >= 4 bits: the 32 codes' bytes */
+    const uint32_t bytes = left >= 32 ? ~0u : (1u << left) - 1;
+    if (bits == 8) return _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(bytes, q + at));  /* whole rows: not reached */
+    __m512i raw = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8((__mmask16)(bytes & 0xffffu), q + at));
     return _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_shuffle_epi8(raw, shuffle), mul), 16 - bits);
 }
 
@@ -679,7 +681,8 @@ static inline __attribute__((always_inline)) void narrow_block512(const uint8_t 
                                                                   const int32_t *rows, int64_t n, const int bits,
                                                                   const int halves, __m512i shuffle, __m512i mul,
                                                                   int64_t group) {
-    const int64_t g = c0 / group, need = (c0 + 32 * halves) / 8 * bits + (bits == 8 ? 0 : 16);  /* bytes the loads reach */
+    const int64_t g = c0 / group;  /* bytes from a row's start the loads reach: */
+    const int64_t need = bits == 8 ? c0 + 32 * halves : (c0 + 32 * (halves - 1)) / 8 * bits + 16;
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     float zsum = 0.f;
     for (int64_t i = 0; i < n; i++) {

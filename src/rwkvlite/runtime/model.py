@@ -317,9 +317,10 @@ class Block(OneCall):
 
 def sparse_ffn(b, xk) -> np.ndarray:
     """W_v relu(W_k xk)^2 of block b's channel mix; with a predictor, over the neurons it
-    predicts active only (counted in b.active_total). A value matrix stored transposed
-    (rwkvlite's files) is read only at the neurons whose key product came out > 0 (counted in
-    b.values_total), as blocks.c's channel_mix does."""
+    predicts active only. A value matrix stored transposed (rwkvlite's files) is read only at
+    the neurons whose key product came out > 0. b.active_total counts the key rows computed
+    and b.values_total the value rows read (all F for a value matrix stored [C, F]), as
+    blocks.c's channel_mix counts them."""
     F = b.fk.rows
     rows = None if b.predictor is None else b.predictor.active(xk)
     b.active_total += F if rows is None else len(rows)
