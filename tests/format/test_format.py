@@ -181,7 +181,7 @@ def test_verification_keeps_only_the_ranges_asked_for_in_the_page_cache(tmp_path
     os.fsync(fd)  # clean pages, which fadvise can drop
     os.close(fd)
     at = compressed.container.array_offsets(path)
-    compressed.container.read(path, keep_cached=lambda manifest: ["a"])
+    compressed.container.read(path, keep_cached=["a"])
     cached, pages = _cached_pages(path, at["a:values"], 4 * 2**20)
     assert pages >= 1023 and cached == pages
     assert _cached_pages(path, at["b:values"], 4 * 2**20)[0] == 0

@@ -170,10 +170,10 @@ def is_compressed(path) -> bool:
     return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == FORMAT_NAME
 
 
-def read(path, verify: bool = True, keep_cached=None) -> tuple[dict, dict[str, np.ndarray]]:
+def read(path, verify: bool = True, keep_cached=()) -> tuple[dict, dict[str, np.ndarray]]:
     """(manifest, {key: read-only memory-mapped array}); raises CheckpointError on any damage.
-    keep_cached(manifest): names of tensors whose pages verification leaves in the page cache
-    (the others it drops behind it, see crc32_of_file)."""
+    keep_cached: names of tensors whose pages verification leaves in the page cache (the
+    others it drops behind it, see crc32_of_file); names the file lacks are skipped."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
@@ -199,7 +199,7 @@ def read(path, verify: bool = True, keep_cached=None) -> tuple[dict, dict[str, n
         raise CheckpointError(f"{path}: truncated or corrupt compressed file: {size} bytes, "
                               f"the header describes {start + expected}")
     keep = []
-    for name in keep_cached(manifest) if keep_cached else ():
+    for name in keep_cached:
         for key in (manifest.get("tensors", {}).get(name) or {}).get("arrays", {}).values():
             if key in header:
                 a, b = header[key]["data_offsets"]

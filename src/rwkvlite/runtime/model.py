@@ -46,11 +46,10 @@ def head_norm(y, eps):
     return d / np.sqrt((d * d).mean(-1, keepdims=True) + eps)
 
 
-def _cached_rows(manifest: dict) -> list[str]:
-    """The embedding, whose rows the runtime reads with os.pread (runtime/cache.py, FileRows):
-    left in the page cache after verification, so a row is a system call, not a disk read, and
-    no resident memory (the file is not mapped there)."""
-    return ["emb.weight"]
+# The embedding, whose rows the runtime reads with os.pread (runtime/cache.py, FileRows): left
+# in the page cache after verification, so a row is a system call, not a disk read, and no
+# resident memory (the file is not mapped there).
+CACHED = ("emb.weight",)
 
 
 class Weights:
@@ -58,7 +57,7 @@ class Weights:
 
     def __init__(self, path, verify: bool = True):
         self.path = path
-        self.manifest, self.arrays = compressed.container.read(path, verify=verify, keep_cached=_cached_rows)
+        self.manifest, self.arrays = compressed.container.read(path, verify=verify, keep_cached=CACHED)
         self.entries = self.manifest["tensors"]
 
     def __contains__(self, name):
