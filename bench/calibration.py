@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import tempfile
 import time
 
 from rwkvlite import recipes
 from rwkvlite.tokenizer import load_tokenizer
+from rwkvlite.utils.memory import peak_mib
 from rwkvlite.utils.paths import shared_path
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -44,7 +40,7 @@ def main() -> None:
             recipes.WHOLE_TEXT = limit
             start = time.perf_counter()
             rows = recipes.calibration_set(None, path, args.n_seq, args.seq_len, tok)
-            print(f"{name:10s} {time.perf_counter() - start:7.2f} s   peak RSS {peak_rss_mib():6.0f} MiB   {tuple(rows.shape)}")
+            print(f"{name:10s} {time.perf_counter() - start:7.2f} s   peak RSS {peak_mib():6.0f} MiB   {tuple(rows.shape)}")
 
 
 if __name__ == "__main__":

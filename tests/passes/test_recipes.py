@@ -105,12 +105,12 @@ def test_a_large_calibration_text_is_read_in_windows(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "read_text", lambda p: pytest.fail("read the whole corpus"))
     rows = recipes.calibration_set(model, str(path), 5, 64, tok)
     assert rows.shape == (5, 64)
-    data = text.encode()
-    assert all(bytes(r.tolist()) in data for r in rows)
+    raw = text.encode()
+    assert all(bytes(r.tolist()) in raw for r in rows)
     assert len({bytes(r.tolist()) for r in rows}) == 5  # from different places
     monkeypatch.undo()
     whole = recipes.calibration_set(model, str(path), 5, 64, tok)  # under the limit: the whole text, as before
-    assert whole.shape == (5, 64) and bytes(whole[0].tolist()) == data[:64]
-    path.write_bytes(data[:50_000] + b"\xff" + data[50_000:])
+    assert whole.shape == (5, 64) and bytes(whole[0].tolist()) == raw[:64]
+    path.write_bytes(raw[:50_000] + b"\xff" + raw[50_000:])
     with pytest.raises(DataError, match="not UTF-8"):
         read_windows(str(path), 200, 1000)

@@ -67,7 +67,8 @@ class FileRows:
                 self.reads.append((memoryview(a).cast("B"), offsets[key], m.arrays[role].strides[0]))
         self.one_row = matrix({**m.entry, "shape": [1, *m.entry["shape"][1:]]}, arrays)
         self.one = np.ones(1, np.float32)
-        if self.one_row._bound():  # the kernel called directly: Matrix.rmv's checks cost more than the product
+        self.call = None  # the kernel called directly where there is one: Matrix.rmv's checks cost more than the product
+        if self.one_row._bound():
             self.out = np.empty(self.one_row.cols, np.float32)
             self.call = (self.one_row._axpy, *self.one_row._pre, ptr(self.one), ptr(self.out), None, 1)
 
@@ -75,7 +76,7 @@ class FileRows:
         for view, offset, stride in self.reads:
             if os.preadv(self.fd, [view], offset + token * stride) != len(view):
                 raise OSError(f"short read of embedding row {token}")
-        if not hasattr(self, "call"):
+        if self.call is None:
             return self.one_row.rmv(self.one).copy()
         self.out.fill(0)
         self.call[0](*self.call[1:])
