@@ -44,9 +44,9 @@ import time
 import numpy as np
 
 from rwkvlite.utils.io import atomic_path
+from rwkvlite.utils.paths import shared_path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.join(HERE, "..", "..", "shared")
 
 # BlinkDL names -> the names of RWKV's own Hugging Face export of RWKV-7, which llama.cpp's
 # converter maps (gguf-py/gguf/tensor_mapping.py, "# rwkv7"); it stacks x_r..x_g itself and
@@ -191,9 +191,10 @@ def worker(path: str, prompt: int, tokens: int, threads: int, dump: str | None) 
             "peak_rss_generate_mib": peak_mib(), "file_bytes": os.path.getsize(path), "threads": threads}
 
 
-def run_worker(path: str, args, dump: str | None = None) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", path, "--prompt", str(args.prompt), "--tokens",
-           str(args.tokens), "--threads", str(args.threads)] + (["--dump", dump] if dump else [])
+def run_worker(path: str, prompt: int, tokens: int, threads: int, dump: str | None = None) -> dict:
+    """worker() in a fresh process: its figures."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", path, "--prompt", str(prompt), "--tokens", str(tokens),
+           "--threads", str(threads)] + (["--dump", dump] if dump else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         sys.exit(f"llama.cpp run of {path} failed: {r.stderr.strip()[-2000:]}")
@@ -206,7 +207,7 @@ def same_model(gguf_f16: str, fp16_file: str, args, folder: str) -> float:
     from rwkvlite.runtime.model import Runtime
 
     dump = os.path.join(folder, "llamacpp-logits.npy")
-    run_worker(gguf_f16, argparse.Namespace(prompt=args.prompt, tokens=1, threads=args.threads), dump)
+    run_worker(gguf_f16, args.prompt, 1, args.threads, dump)
     theirs = np.load(dump)
     rt = Runtime(fp16_file)
     state, ours = None, []
@@ -230,7 +231,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="BlinkDL RWKV-7 checkpoint (default KEEP/rwkv7-0.1b.pth)")
     ap.add_argument("--files", nargs="+", default=None,
                     help="rwkvlite files (default KEEP/rwkv7-0.1b-{fp16,int8,rwkvquant,lite-3bit}.rwkvlite)")
-    ap.add_argument("--vocab", default=os.path.join(SHARED, "tokenizers", "rwkv_vocab_v20230424.txt"))
+    ap.add_argument("--vocab", default=shared_path("tokenizers", "rwkv_vocab_v20230424.txt"))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--prompt", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=128)
@@ -265,7 +266,7 @@ def main() -> None:
         order = names[r % len(names):] + names[:r % len(names)]  # rotating, so no one always goes first
         for name in order:
             path, gbs = engines[name], read_bandwidth_gbs(args.threads)  # each run against its own reading
-            f = (run_worker(path, args) if path.endswith(".gguf")
+            f = (run_worker(path, args.prompt, args.tokens, args.threads) if path.endswith(".gguf")
                  else bench_file(path, result, args.tokens, args.threads))
             f["bytes_read_per_token"] = reads.get(name, f.get("bytes_read_per_token"))
             f["x_bound"] = f["decode_ms_per_token_median"] / (f["bytes_read_per_token"] / (gbs * 1e9) * 1e3)
