@@ -53,8 +53,8 @@ int64_t parallel_min = 65536;
  * in runtime/kernels.py) or an exported function's arguments change. 1: builds up to 0c54227,
  * which lack this symbol; 2 changed the clustered head's calls (b623e85; the builds from there
  * to efacf62 lack the symbol too, and read as 1); 3 made the blocks return two FFN counts
- * (FFN_COUNTS). */
-const int64_t rwkvlite_abi = 3;
+ * (FFN_COUNTS); 4 dropped block7_t's unread F. */
+const int64_t rwkvlite_abi = 4;
 
 int threads(void) {
 #ifdef _OPENMP

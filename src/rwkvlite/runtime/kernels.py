@@ -82,7 +82,7 @@ class FfnT(ctypes.Structure):
 
 
 class Block7(ctypes.Structure):
-    _fields_ = ([(n, I64) for n in ("C", "H", "N", "F", "first", "hidden")] + [("eps", ctypes.c_double)]
+    _fields_ = ([(n, I64) for n in ("C", "H", "N", "first", "hidden")] + [("eps", ctypes.c_double)]
                 + [(n, VP) for n in ("ln1w", "ln1b", "ln2w", "ln2b", "mix", "w0", "a0", "k_k", "k_a", "r_k", "v0",
                                      "lnxw", "lnxb", "x_k")]
                 + [(n, LinearT) for n in "rkvo"]

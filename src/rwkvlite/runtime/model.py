@@ -268,7 +268,7 @@ class Block(OneCall):
         """This block as rwkv7.c's block7_t (kernels.Block7)."""
         loras = [self.w1, self.w2, self.a1, self.a2, self.g1, self.g2] + ([self.v1, self.v2] if self.i else [])
         lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o) if lin.low is not None]
-        b = kernels.Block7(C=self.C, H=self.H, N=self.N, F=self.fk.rows, first=int(self.i == 0), eps=self.eps,
+        b = kernels.Block7(C=self.C, H=self.H, N=self.N, first=int(self.i == 0), eps=self.eps,
                            hidden=max([l.A.cols for l in loras] + lows), ffn=_native_ffn(self))
         vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1], "mix": self.mix,
                    "w0": self.w0, "a0": self.a0, "k_k": self.k_k, "k_a": self.k_a, "r_k": self.r_k,

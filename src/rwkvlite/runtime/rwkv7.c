@@ -16,9 +16,7 @@
 #endif
 
 typedef struct {
-    int64_t C, H, N, F, first, hidden;  /* hidden: the widest inner dimension (LoRA, low rank); F: not read since
-                                           channel_mix takes it from the key, kept so that older builds share this
-                                           layout (bench/runtime_ab.py against session 7's) */
+    int64_t C, H, N, first, hidden;  /* hidden: the widest inner dimension (LoRA, low rank) */
     double eps;                         /* ln_x */
     const float *ln1w, *ln1b, *ln2w, *ln2b, *mix /* [6][C]: r w k v a g */, *w0, *a0, *k_k, *k_a, *r_k, *v0, *lnxw,
         *lnxb, *x_k;
