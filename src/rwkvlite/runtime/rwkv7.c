@@ -5,14 +5,10 @@
  * shares are in blocks.c. The struct below is mirrored by ctypes in runtime/kernels.py; every
  * field is 8 bytes wide. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
 #ifdef __AVX512F__
 #include <immintrin.h>
-#endif
-#ifdef _OPENMP
-#include <omp.h>
 #endif
 
 typedef struct {
