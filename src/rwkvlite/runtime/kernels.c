@@ -406,20 +406,89 @@ static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, i
     return _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_shuffle_epi8(raw, shuffle), mul), 16 - bits);
 }
 
+/* The masked layout of 32 codes of 2-4 bits, for long rows: codes32 spends two instructions
+ * (multiply, shift) per 32 codes to bring each code down to bit 0. Left at its offset o in
+ * its byte (0..7), a code needs only a mask: lane j holds code perm[j] times 2^o_j. Codes are
+ * placed in order of o, so the two lanes of every int32 pair share one o (each o occurs for
+ * an even number of the 32 codes); a dot product with x permuted the same way (x[perm[j]]
+ * in lane j) gives int32 lanes that are the plain sums times 2^o, undone exactly by one
+ * multiply with lane_scale (2^-o per int32 lane) after the sums are in float. A product is
+ * at most 7*2^7 * 32767 (3 bits; 15*2^4, 3*2^6 for 4 and 2 bits), so an int32 lane holds up
+ * to 64 products: groups of at most 1024 codes. */
+typedef struct {
+    __m512i shuffle, mask;
+    __m512 lane_scale;
+    __m512i store_idx[2];  /* axpy_sq_int: store_block512's column order and scales in this layout */
+    __m512 store_scale[2];
+    uint8_t perm[32];
+} masked_t;
+
+static masked_t masked_tables(int bits) {
+    masked_t m;
+    uint8_t sh[64];
+    int16_t mask[32];
+    float scale[32];  /* 2^-o of lane j */
+    int j = 0;
+    for (int o = 0; o < 8; o++)
+        for (int k = 0; k < 32; k++) {
+            const int bit = k * bits, b = bit >> 3;
+            if ((bit & 7) != o) continue;
+            sh[2 * j] = (uint8_t)b;
+            sh[2 * j + 1] = b + 1 < 4 * bits ? (uint8_t)(b + 1) : 0x80;  /* 0x80: a zero byte */
+            mask[j] = (int16_t)(((1 << bits) - 1) << o);
+            scale[j] = 1.f / (float)(1 << o);
+            m.perm[j++] = (uint8_t)k;
+        }
+    float pairs[16];
+    for (int i = 0; i < 16; i++) pairs[i] = scale[2 * i];
+    m.shuffle = _mm512_loadu_si512(sh), m.mask = _mm512_loadu_si512(mask), m.lane_scale = _mm512_loadu_ps(pairs);
+    /* pair_block512's acc lane 4L+i holds lane 8L+i of the codes (acc[2h], unpacklo: store lanes
+     * 0..15) or lane 8L+4+i (acc[2h+1]: store lanes 16..31); column perm[j] is code lane j's */
+    int32_t idx[32];
+    float sc[32];
+    for (j = 0; j < 32; j++) {
+        const int L = j / 8, i = j % 8, lane = i < 4 ? 4 * L + i : 16 + 4 * L + i - 4;
+        idx[m.perm[j]] = lane, sc[lane] = scale[j];
+    }
+    for (int h = 0; h < 2; h++)
+        m.store_idx[h] = _mm512_loadu_si512(idx + 16 * h), m.store_scale[h] = _mm512_loadu_ps(sc + 16 * h);
+    return m;
+}
+
+/* x in the masked layout: each 32-value chunk permuted as the codes are */
+static void masked_x(const int16_t *xq, int64_t cols, const uint8_t *perm, int16_t *xm) {
+    for (int64_t c = 0; c < cols; c += 32)
+        for (int j = 0; j < 32; j++) xm[c + j] = xq[c + perm[j]];
+}
+
+static inline __attribute__((always_inline)) __m512i codes32m(const uint8_t *q, int64_t c, const int bits,
+                                                              __m512i shuffle, __m512i mask) {
+    __m512i raw = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(q + (uint64_t)c / 8 * bits)));
+    return _mm512_and_si512(_mm512_shuffle_epi8(raw, shuffle), mask);
+}
+
 /* q . xq over the codes c..end of a group (whole 32-code chunks), as 16 int32 lanes; two
  * chains of products. Each lane sums at most group/16 products of 255 * 32767, below 2^31
- * for the groups up to 1024 that mv_sq sends here. */
+ * for the groups up to 1024 that mv_sq sends here. masked: codes and x in the masked
+ * layout (shuffle and mul: masked_t's shuffle and mask), lanes scaled by 2^o. */
 static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const int16_t *xq, int64_t c,
-                                                               int64_t end, const int bits, __m512i shuffle, __m512i mul) {
-    __m512i a = _mm512_setzero_si512(), b = a;
+                                                               int64_t end, const int bits, __m512i shuffle, __m512i mul,
+                                                               const int masked) {
+#define CODES(at) (masked ? codes32m(p, at, bits, shuffle, mul) : codes32(p, at, bits, shuffle, mul))
     const uint8_t *p = q + (uint64_t)c / 8 * bits;  /* two chunks a step: 8 bits bytes of codes, 64 of x */
     const int16_t *xp = xq + c;
     int64_t k = (end - c) / 32;
-    for (; k >= 2; k -= 2, p += 8 * bits, xp += 64) {
-        a = DOT16X(a, codes32(p, 0, bits, shuffle, mul), _mm512_loadu_si512(xp));
-        b = DOT16X(b, codes32(p, 32, bits, shuffle, mul), _mm512_loadu_si512(xp + 32));
+    if (k <= 2) {  /* short groups (64 codes: the usual) in one chain, begun without an accumulator */
+        __m512i a = _mm512_madd_epi16(CODES(0), _mm512_loadu_si512(xp));
+        return k == 2 ? DOT16X(a, CODES(32), _mm512_loadu_si512(xp + 32)) : a;
     }
-    if (k) a = DOT16X(a, codes32(p, 0, bits, shuffle, mul), _mm512_loadu_si512(xp));
+    __m512i a = _mm512_setzero_si512(), b = a;
+    for (; k >= 2; k -= 2, p += 8 * bits, xp += 64) {
+        a = DOT16X(a, CODES(0), _mm512_loadu_si512(xp));
+        b = DOT16X(b, CODES(32), _mm512_loadu_si512(xp + 32));
+    }
+    if (k) a = DOT16X(a, CODES(0), _mm512_loadu_si512(xp));
+#undef CODES
     return _mm512_add_epi32(a, b);
 }
 
@@ -449,12 +518,15 @@ static inline __m512 zero_term16(const f16 *scale, const uint8_t *z, const float
 }
 
 /* sum_g coef_g (q_g . xq_g) over one row, plus the lanes of `start`; the last group may be
- * shorter (cols: whole chunks) */
+ * shorter (cols: whole chunks). 2-4-bit codes in the masked layout (m; xq permuted). */
 static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, const float *coef, const int16_t *xq,
                                                               int64_t ngroups, int64_t group, int64_t cols,
                                                               const int bits, __m512i shuffle, __m512i mul,
-                                                              __m512 start) {
-    __m512 even = start, odd = _mm512_setzero_ps();
+                                                              const masked_t *m, __m512 start) {
+    const int masked = bits <= 4;
+    if (masked) shuffle = m->shuffle, mul = m->mask;
+#define group_dot(q, xq, c, end, bits, shuffle, mul) group_dot(q, xq, c, end, bits, shuffle, mul, masked)
+    __m512 even = masked ? _mm512_setzero_ps() : start, odd = _mm512_setzero_ps();
     int64_t g = 0;
     for (; g + 2 <= ngroups; g += 2) {  /* two groups at a time: independent chains */
         const int64_t c = g * group;
@@ -471,7 +543,9 @@ static inline __attribute__((always_inline)) float row_int512(const uint8_t *q, 
     if (g < ngroups)
         even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(q, xq, g * group, cols, bits, shuffle, mul)),
                                _mm512_set1_ps(coef[g]), even);
-    return _mm512_reduce_add_ps(_mm512_add_ps(even, odd));
+#undef group_dot
+    even = _mm512_add_ps(even, odd);
+    return _mm512_reduce_add_ps(masked ? _mm512_fmadd_ps(even, m->lane_scale, start) : even);
 }
 
 /* lane r of the result: the 16 int32 lanes of v[r] summed (16 rows' dot products at once:
@@ -501,7 +575,7 @@ static inline __attribute__((always_inline)) void rows16_int512(const uint8_t *q
     for (int64_t g = 0; g < ngroups; g++) {
         const int64_t c0 = g * group, c1 = MIN(cols, c0 + group);
         __m512i dots[16];
-        for (int r = 0; r < 16; r++) dots[r] = group_dot(q[r], xq, c0, c1, bits, shuffle, mul);
+        for (int r = 0; r < 16; r++) dots[r] = group_dot(q[r], xq, c0, c1, bits, shuffle, mul, 0);
         __m512 sc, zr;
         if (packed) {  /* scale g of 16 rows: every ngroups-th of 16 ngroups halves; zero g: bits g bits on in a byte */
             __m256i s16 = _mm256_loadu_si256((const __m256i *)scale[0]);
@@ -554,12 +628,21 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
 #endif
 #ifdef HAVE_PERMW
     __m512i mul512, shuffle = shuffle512(bits <= 4 ? bits : 1, &mul512);
-    const int wide = xq && bits > 1 && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % 32 == 0;
+    int wide = xq && bits > 1 && (bits <= 4 || bits == 8) && group % 32 == 0 && cols % 32 == 0;
     float xqsum[ngroups];  /* the int16 x summed per group */
     for (int64_t g = 0; wide && g < ngroups; g++) {
         int32_t t = 0;
         for (int64_t c = g * group; c < MIN(cols, (g + 1) * group); c++) t += xq[c];
         xqsum[g] = (float)t;
+    }
+    masked_t m;  /* the row loop's 2-4-bit codes: the masked layout, x permuted to match */
+    int16_t *xm = NULL;
+    if (wide && bits <= 4) {
+        if ((xm = malloc(cols * sizeof *xm))) {
+            m = masked_tables(bits);
+            masked_x(xq, cols, m.perm, xm);
+        } else
+            wide = 0;
     }
 #endif
     /* short rows, 16 at a time; a block with a row too near the end of the codes for 16-byte
@@ -615,7 +698,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
             float coef[ngroups];
             const __m512 zt = zero_term16(scale, z, xs, xqsum, ngroups, bits, &u, coef);
             switch (bits) {
-#define CASE(B) case B: y[i] = row_int512(q, coef, xq, ngroups, group, cols, B, shuffle, mul512, zt); break;
+#define CASE(B) case B: y[i] = row_int512(q, coef, B <= 4 ? xm : xq, ngroups, group, cols, B, shuffle, mul512, &m, zt); break;
                 CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
             }
@@ -657,6 +740,9 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
     free(xsum);
     free(xq);
     free(xs);
+#ifdef HAVE_PERMW
+    free(xm);
+#endif
 }
 
 #ifdef HAVE_AVX2
@@ -820,19 +906,23 @@ static inline void store_block(float *f, const __m256i *acc) {
 #ifdef HAVE_PERMW
 /* 32 codes from c of a row with `avail` readable bytes from q (a matrix's last rows) */
 static inline __m512i codes32_tail(const uint8_t *q, int64_t c, int64_t avail, const int bits, __m512i shuffle,
-                                   __m512i mul) {
+                                   __m512i mul, const int masked) {
     uint8_t tail[32] = {0};
     int64_t at = c / 8 * bits;
     memcpy(tail, q + at, (size_t)MIN(avail - at, 4 * bits));
-    return codes32(tail, 0, bits, shuffle, mul);
+    return masked ? codes32m(tail, 0, bits, shuffle, mul) : codes32(tail, 0, bits, shuffle, mul);
 }
 
 /* pair_block with 32 codes per unpack (2-4- and 8-bit codes): acc[0..4) in the order of
- * store_block512 */
+ * store_block512. 2-4-bit codes in the masked layout (shuffle, mul: masked_t's shuffle and
+ * mask): acc lanes are column sums times 2^o; PAIRS pairs of products of at most 896 * 32767
+ * stay below 2^31. */
 static inline __attribute__((always_inline)) void pair_block512(const uint8_t *Q, int64_t qstride, int64_t qbytes,
                                                                 const int32_t *rows, int64_t n, int64_t p0, int64_t p1,
                                                                 int64_t c0, const int32_t *cf, int64_t cstride,
                                                                 __m512i *acc, const int bits, __m512i shuffle, __m512i mul) {
+    const int masked = bits <= 4;
+#define codes32(q, c, bits, shuffle, mul) (masked ? codes32m(q, c, bits, shuffle, mul) : codes32(q, c, bits, shuffle, mul))
     const int64_t need = bits == 8 ? c0 + 64 : (c0 + 32) / 8 * bits + 16;
     __m512i a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     for (int64_t p = p0; p < p1; p++) {
@@ -845,24 +935,29 @@ static inline __attribute__((always_inline)) void pair_block512(const uint8_t *Q
             u10 = codes32(q1, c0, bits, shuffle, mul), u11 = codes32(q1, c0 + 32, bits, shuffle, mul);
         } else {  /* the matrix's last rows */
             const int64_t v0 = qbytes - r0 * qstride, v1 = qbytes - r1 * qstride;
-            u00 = codes32_tail(q0, c0, v0, bits, shuffle, mul), u01 = codes32_tail(q0, c0 + 32, v0, bits, shuffle, mul);
-            u10 = codes32_tail(q1, c0, v1, bits, shuffle, mul), u11 = codes32_tail(q1, c0 + 32, v1, bits, shuffle, mul);
+            u00 = codes32_tail(q0, c0, v0, bits, shuffle, mul, masked);
+            u01 = codes32_tail(q0, c0 + 32, v0, bits, shuffle, mul, masked);
+            u10 = codes32_tail(q1, c0, v1, bits, shuffle, mul, masked);
+            u11 = codes32_tail(q1, c0 + 32, v1, bits, shuffle, mul, masked);
         }
         a0 = DOT16X(a0, _mm512_unpacklo_epi16(u00, u10), cp);
         a1 = DOT16X(a1, _mm512_unpackhi_epi16(u00, u10), cp);
         a2 = DOT16X(a2, _mm512_unpacklo_epi16(u01, u11), cp);
         a3 = DOT16X(a3, _mm512_unpackhi_epi16(u01, u11), cp);
     }
+#undef codes32
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
 /* f[0..64) += pair_block512's sums in column order: in 32 columns from 32h, 128-bit lane L
- * of acc[2h] (unpacklo) holds columns 8L+0-3 and that of acc[2h+1] columns 8L+4-7 */
-static inline void store_block512(float *f, const __m512i *acc) {
-    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-    const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+ * of acc[2h] (unpacklo) holds columns 8L+0-3 and that of acc[2h+1] columns 8L+4-7; in the
+ * masked layout (m), the columns and scales of masked_tables */
+static inline void store_block512(float *f, const __m512i *acc, const masked_t *m) {
+    const __m512i first = m ? m->store_idx[0] : _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i second = m ? m->store_idx[1] : _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
     for (int h = 0; h < 2; h++) {
         __m512 lo = _mm512_cvtepi32_ps(acc[2 * h]), hi = _mm512_cvtepi32_ps(acc[2 * h + 1]);
+        if (m) lo = _mm512_mul_ps(lo, m->store_scale[0]), hi = _mm512_mul_ps(hi, m->store_scale[1]);
         float *o = f + 32 * h;
         _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_permutex2var_ps(lo, first, hi)));
         _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_permutex2var_ps(lo, second, hi)));
@@ -959,6 +1054,8 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
 #ifdef HAVE_PERMW
     __m512i mul512, shuffle512_ = shuffle512(bits <= 4 ? bits : 1, &mul512);
     const int wide = bits > 1 && (bits <= 4 || bits == 8);
+    masked_t m;  /* 2-4-bit codes in the masked layout */
+    if (wide && bits <= 4) m = masked_tables(bits), shuffle512_ = m.shuffle, mul512 = m.mask;
 #endif
 #pragma omp parallel num_threads(nt)
     {   /* threads split the rows (each streams its own rows through its cache), not the columns */
@@ -980,7 +1077,7 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
                         CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
                     }
-                    store_block512(f + c0, acc);
+                    store_block512(f + c0, acc, bits <= 4 ? &m : NULL);
                     continue;
                 }
 #endif
