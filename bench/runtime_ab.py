@@ -24,7 +24,8 @@ import os
 import sys
 import time
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the runtime sets it when imported first (runtime/__init__.py)
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from kernels_ab import load  # noqa: E402

@@ -423,7 +423,7 @@ typedef struct {
     uint8_t perm[32];
 } masked_t;
 
-static masked_t masked_tables(int bits) {
+static masked_t make_masked(int bits) {
     masked_t m;
     uint8_t sh[64];
     int16_t mask[32];
@@ -453,6 +453,12 @@ static masked_t masked_tables(int bits) {
     for (int h = 0; h < 2; h++)
         m.store_idx[h] = _mm512_loadu_si512(idx + 16 * h), m.store_scale[h] = _mm512_loadu_ps(sc + 16 * h);
     return m;
+}
+
+static masked_t masked_2_4[3];  /* the layouts of 2, 3 and 4 bits, made when the library loads */
+
+__attribute__((constructor)) static void make_masked_tables(void) {
+    for (int bits = 2; bits <= 4; bits++) masked_2_4[bits - 2] = make_masked(bits);
 }
 
 /* x in the masked layout: each 32-value chunk permuted as the codes are */
@@ -635,12 +641,12 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
         for (int64_t c = g * group; c < MIN(cols, (g + 1) * group); c++) t += xq[c];
         xqsum[g] = (float)t;
     }
-    masked_t m;  /* the row loop's 2-4-bit codes: the masked layout, x permuted to match */
+    const masked_t *m = NULL;  /* the row loop's 2-4-bit codes: the masked layout, x permuted to match */
     int16_t *xm = NULL;
     if (wide && bits <= 4) {
         if ((xm = malloc(cols * sizeof *xm))) {
-            m = masked_tables(bits);
-            masked_x(xq, cols, m.perm, xm);
+            m = &masked_2_4[bits - 2];
+            masked_x(xq, cols, m->perm, xm);
         } else
             wide = 0;
     }
@@ -698,7 +704,7 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
             float coef[ngroups];
             const __m512 zt = zero_term16(scale, z, xs, xqsum, ngroups, bits, &u, coef);
             switch (bits) {
-#define CASE(B) case B: y[i] = row_int512(q, coef, B <= 4 ? xm : xq, ngroups, group, cols, B, shuffle, mul512, &m, zt); break;
+#define CASE(B) case B: y[i] = row_int512(q, coef, B <= 4 ? xm : xq, ngroups, group, cols, B, shuffle, mul512, m, zt); break;
                 CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
             }
@@ -951,7 +957,7 @@ static inline __attribute__((always_inline)) void pair_block512(const uint8_t *Q
 
 /* f[0..64) += pair_block512's sums in column order: in 32 columns from 32h, 128-bit lane L
  * of acc[2h] (unpacklo) holds columns 8L+0-3 and that of acc[2h+1] columns 8L+4-7; in the
- * masked layout (m), the columns and scales of masked_tables */
+ * masked layout (m), the columns and scales of make_masked */
 static inline void store_block512(float *f, const __m512i *acc, const masked_t *m) {
     const __m512i first = m ? m->store_idx[0] : _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
     const __m512i second = m ? m->store_idx[1] : _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
@@ -1054,8 +1060,8 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
 #ifdef HAVE_PERMW
     __m512i mul512, shuffle512_ = shuffle512(bits <= 4 ? bits : 1, &mul512);
     const int wide = bits > 1 && (bits <= 4 || bits == 8);
-    masked_t m;  /* 2-4-bit codes in the masked layout */
-    if (wide && bits <= 4) m = masked_tables(bits), shuffle512_ = m.shuffle, mul512 = m.mask;
+    const masked_t *m = wide && bits <= 4 ? &masked_2_4[bits - 2] : NULL;  /* 2-4-bit codes: the masked layout */
+    if (m) shuffle512_ = m->shuffle, mul512 = m->mask;
 #endif
 #pragma omp parallel num_threads(nt)
     {   /* threads split the rows (each streams its own rows through its cache), not the columns */
@@ -1077,7 +1083,7 @@ static int axpy_sq_int(const uint8_t *Q, int64_t qstride, int64_t qbytes, const 
                         CASE(2) CASE(3) CASE(4) CASE(8)
 #undef CASE
                     }
-                    store_block512(f + c0, acc, bits <= 4 ? &m : NULL);
+                    store_block512(f + c0, acc, m);
                     continue;
                 }
 #endif
