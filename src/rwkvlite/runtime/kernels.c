@@ -535,15 +535,20 @@ static inline __attribute__((always_inline)) __m512 row_int512(const uint8_t *q,
 #define group_dot(q, xq, c, end, bits, shuffle, mul) group_dot(q, xq, c, end, bits, shuffle, mul, masked)
     __m512 even = masked ? _mm512_setzero_ps() : start, odd = _mm512_setzero_ps();
     int64_t g = 0;
+    if (group == 64) {  /* the usual group: a loop of its own over pairs of groups, pointers stepped */
+        const uint8_t *p = q;
+        const int16_t *xp = xq;
+        for (; g + 2 <= ngroups && (g + 2) * 64 <= cols; g += 2, p += 16 * bits, xp += 128) {
+            const __m512i a = group_dot(p, xp, 0, 64, bits, shuffle, mul), b = group_dot(p, xp, 64, 128, bits, shuffle, mul);
+            even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(coef[g]), even);
+            odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(coef[g + 1]), odd);
+        }
+    }
     for (; g + 2 <= ngroups; g += 2) {  /* two groups at a time: independent chains */
         const int64_t c = g * group;
         __m512i a, b;
-        if (group == 64 && c + 128 <= cols) {  /* the usual group: lengths known here, loops unrolled */
-            a = group_dot(q, xq, c, c + 64, bits, shuffle, mul), b = group_dot(q, xq, c + 64, c + 128, bits, shuffle, mul);
-        } else {
-            a = group_dot(q, xq, c, MIN(cols, c + group), bits, shuffle, mul);
-            b = group_dot(q, xq, c + group, MIN(cols, c + 2 * group), bits, shuffle, mul);
-        }
+        a = group_dot(q, xq, c, MIN(cols, c + group), bits, shuffle, mul);
+        b = group_dot(q, xq, c + group, MIN(cols, c + 2 * group), bits, shuffle, mul);
         even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(coef[g]), even);
         odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(coef[g + 1]), odd);
     }
