@@ -63,14 +63,16 @@ def compressed(source, recipe):
     return out
 
 
-# RWKV-7 (one C call per block) with every recipe; RWKV-6 and 5.x (numpy between the kernels,
-# runtime/model.py Block6, Block5) with a recipe of each kind their passes support
+# RWKV-7 (one C call per block) with every recipe; RWKV-6 and 5.x (rwkv6.c, or numpy between
+# the kernels: runtime/model.py Block6, Block5) with a recipe of each kind their passes support;
+# RWKV-4 the same
 CASES = [("7", recipe) for recipe in RECIPES] + [
     ("6", "fp16"), ("6", "int8"), ("6", "rwkvquant-3"), ("6", "lite-int4"),
     ("5.2", "int8"), ("5.2", "lite-int4"), ("5.1", "int8"), ("5.0", "int8")]
+CASES4 = [("4", "fp16"), ("4", "int8"), ("4", "rwkvquant-3"), ("4", "lite-int4")]  # rwkv4.c, Block4
 
 
-@pytest.mark.parametrize("version,recipe", CASES)
+@pytest.mark.parametrize("version,recipe", CASES + CASES4)
 @pytest.mark.parametrize("kernels", ["c", "c-int16x", "numpy"])
 def test_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kernels, monkeypatch):
     from rwkvlite.runtime import kernels as k
@@ -93,7 +95,8 @@ def test_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kern
         np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("tag,kind", [("5v2-730K", "FP32"), ("6v0-3m", "Q5_1"), ("7v0-834K", "FP32")])
+@pytest.mark.parametrize("tag,kind", [("4v0-660K", "FP32"), ("5v2-730K", "FP32"), ("6v0-3m", "Q5_1"),
+                                      ("7v0-834K", "FP32")])
 def test_lean_runtime_on_rwkvcpp_real_models_matches_rwkvcpp(tag, kind, tmp_path):
     """rwkv.cpp's real tiny models, compressed with no pass (16-bit file) and stepped through
     the prompt '"in' by the lean runtime, against rwkv.cpp's FP32 logits: within 1e-2 from FP32
@@ -114,20 +117,25 @@ def test_lean_runtime_on_rwkvcpp_real_models_matches_rwkvcpp(tag, kind, tmp_path
         assert float(np.sum(p * (np.log(p) - np.log(q)))) <= 1e-2 and got.argmax() == ref.argmax()
 
 
-def test_runtime_refuses_generations_it_does_not_run(tmp_path):
-    path = tmp_path / "m4.safetensors"
-    save_model(make_model("4"), path)
-    out = tmp_path / "m4.rwkvlite"
-    compress(path, out, RECIPES["int8"], progress=False)
+def test_runtime_refuses_generations_it_does_not_run(source, tmp_path):
+    """A well-formed file of a generation the runtime has no block for (here a manifest that
+    says RWKV-3) is refused with one line."""
+    from rwkvlite.format import container
+
+    manifest, arrays = container.read(compressed(source, "int8"))
+    manifest["config"]["version"] = "3"
+    out = tmp_path / "m3.rwkvlite"
+    container.write(out, manifest, {k: np.array(v) for k, v in arrays.items()})
     r = run_cli("run", out, "--prompt", "x")
-    assert r.returncode == 2 and "runs RWKV-5, 6 and 7 files; this is RWKV-4" in r.stderr
+    assert r.returncode == 2 and "runs RWKV-4, 5, 6 and 7 files; this is RWKV-3" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("threaded", [False, True], ids=["as-built", "all-threaded"])
-@pytest.mark.parametrize("version,recipe", [("7", r) for r in list(RECIPES) + list(OTHER)] + CASES[len(RECIPES):])
+@pytest.mark.parametrize("version,recipe",
+                         [("7", r) for r in list(RECIPES) + list(OTHER)] + CASES[len(RECIPES):] + CASES4)
 def test_c_block_step_equals_the_numpy_one(sources, version, recipe, threaded):
-    """rwkv7.c (RWKV-7) and rwkv6.c (RWKV-6, 5.x) step each block in one call; step_numpy
+    """rwkv7.c (RWKV-7), rwkv6.c (RWKV-6, 5.x) and rwkv4.c step each block in one call; step_numpy
     does the same with the same kernels and numpy in between: they agree to float rounding
     (x kept float32 here). all-threaded: every loop that may split across threads does (two
     threads, no minimum size), as they do at real sizes; these models are too small for that

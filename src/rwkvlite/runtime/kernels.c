@@ -49,12 +49,12 @@ __attribute__((constructor)) static void one_level(void) { omp_set_max_active_le
 int64_t parallel_min = 65536;
 
 /* The version of this C interface, read by bench/runtime_ab.py before it runs two builds
- * under one Python: raised whenever a struct's layout (kernels.h, rwkv7.c, rwkv6.c, mirrored
- * in runtime/kernels.py) or an exported function's arguments change. 1: builds up to 0c54227,
- * which lack this symbol; 2 changed the clustered head's calls (b623e85; the builds from there
- * to efacf62 lack the symbol too, and read as 1); 3 made the blocks return two FFN counts
- * (FFN_COUNTS); 4 dropped block7_t's unread F. */
-const int64_t rwkvlite_abi = 4;
+ * under one Python: raised whenever a struct's layout (kernels.h, rwkv7.c, rwkv6.c, rwkv4.c,
+ * mirrored in runtime/kernels.py) or an exported function's arguments change. 1: builds up to
+ * 0c54227, which lack this symbol; 2 changed the clustered head's calls (b623e85; the builds
+ * from there to efacf62 lack the symbol too, and read as 1); 3 made the blocks return two FFN
+ * counts (FFN_COUNTS); 4 dropped block7_t's unread F; 5 added rwkv4.c's block. */
+const int64_t rwkvlite_abi = 5;
 
 int threads(void) {
 #ifdef _OPENMP

@@ -1,10 +1,10 @@
-"""The C kernels (kernels.c: packed matrix-vector products; rwkv7.c and rwkv6.c: one RWKV-7,
-or RWKV-5/6, block per call, from the parts in blocks.c), built on first use with the
+"""The C kernels (kernels.c: packed matrix-vector products; rwkv7.c, rwkv6.c and rwkv4.c: one
+RWKV-7, RWKV-5/6 or RWKV-4 block per call, from the parts in blocks.c), built on first use with the
 system's C compiler and loaded through ctypes; None when no compiler is available (the
 runtime then uses numpy).
 
 Why hand-written C: no maintained package multiplies by our packed layouts (3-bit streams,
-2-D VQ codebooks, row subsets) without PyTorch, and two C files (~1,300 lines) compiled for
+2-D VQ codebooks, row subsets) without PyTorch, and a few C files (~2,000 lines) compiled for
 the host CPU beat dequantising whole matrices in numpy for every token many times over.
 Set RWKVLITE_KERNELS=numpy to force the numpy path. The scalar-quantized kernels round x to
 int16 per group (relative error 2^-15) for speed; RWKVLITE_EXACT=1 keeps x in float32.
@@ -22,7 +22,7 @@ import tempfile
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "blocks.c", "rwkv7.c", "rwkv6.c")]
+SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "blocks.c", "rwkv7.c", "rwkv6.c", "rwkv4.c")]
 HEADER = os.path.join(HERE, "kernels.h")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"]
 OPENMP = ["-fopenmp"]
@@ -45,6 +45,8 @@ SIGNATURES = {
     "rwkv7_block_floats": [VP],
     "rwkv6_block": [VP] * 10,
     "rwkv6_block_floats": [VP],
+    "rwkv4_block": [VP] * 10,
+    "rwkv4_block_floats": [VP],
     "head_rows": [VP, VP, I64, VP],
     "head_logprobs": [VP, I64, VP, VP, VP, I64, ctypes.c_double, VP],
     "set_threads": [ctypes.c_int],
@@ -53,10 +55,11 @@ SIGNATURES = {
     "mv_bits": [VP, I64, I64, VP, VP, I64],
 }
 RESTYPES = {"read_sum": ctypes.c_double, "threads": ctypes.c_int, "rwkv7_block": I64,
-            "rwkv7_block_floats": I64, "rwkv6_block": I64, "rwkv6_block_floats": I64,
+            "rwkv7_block_floats": I64, "rwkv6_block": I64, "rwkv6_block_floats": I64, "rwkv4_block": I64,
+            "rwkv4_block_floats": I64,
             "head_rows": I64}  # the others return nothing
 
-# kernels.h's, rwkv7.c's and rwkv6.c's structs (every field 8 bytes wide). A matrix: its kernel's arguments by name.
+# kernels.h's, rwkv7.c's, rwkv6.c's and rwkv4.c's structs (every field 8 bytes wide). A matrix: its kernel's arguments by name.
 MAT_KINDS = {"f16": 1, "sq": 2, "vq": 3, "f32": 4}
 MAT_ARGS = {"f16": ("q", "cols"),
             "sq": ("q", "stride", "qbytes", "scale", "zero", "zstride", "bits", "group", "cols"),
@@ -96,6 +99,13 @@ class Block6(ctypes.Structure):
                                      "lnxb", "ffn_shift")]
                 + [(n, LinearT) for n in ("r", "k", "v", "g", "o", "fr")]
                 + [(n, Mat) for n in ("maa_w1", "maa_w2", "decay_w1", "decay_w2")]
+                + [("ffn", FfnT)])
+
+
+class Block4(ctypes.Structure):
+    _fields_ = ([(n, I64) for n in ("C", "A", "hidden")]
+                + [(n, VP) for n in ("ln1w", "ln1b", "ln2w", "ln2b", "shift", "ffn_shift", "w", "u")]
+                + [(n, LinearT) for n in ("r", "k", "v", "o", "fr")]
                 + [("ffn", FfnT)])
 
 

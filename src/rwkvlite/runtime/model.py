@@ -1,8 +1,8 @@
 """The lean runtime: one token at a time from a memory-mapped compressed file, in numpy
-plus the C kernels, without PyTorch: one C call per block for RWKV-7 (Block, rwkv7.c) and
-RWKV-6 and 5 (Block6, Block5, rwkv6.c), with each block's step in numpy as the fallback and
-the tests' oracle; the equations are those of model/rwkv7.py, rwkv6.py and rwkv5.py in step
-form. RWKV-4 files run through the PyTorch path.
+plus the C kernels, without PyTorch: one C call per block for RWKV-7 (Block, rwkv7.c),
+RWKV-6 and 5 (Block6, Block5, rwkv6.c) and RWKV-4 (Block4, rwkv4.c), with each block's step
+in numpy as the fallback and the tests' oracle; the equations are those of model/rwkv7.py,
+rwkv6.py, rwkv5.py and rwkv4.py in step form.
 
 Weights stay as stored: matrices are multiplied packed (runtime/matrix.py); vectors and
 norms (a few KB per layer) are decoded to float32 once. RWKV-Lite structures are used as
@@ -504,7 +504,84 @@ class Block6(Block5):
         return xf + (prev - xf) * self.ffn_maa
 
 
-BLOCKS = {"7": Block, "6": Block6, "5.2": Block5, "5.1": Block5, "5.0": Block5}
+class Block4(OneCall):
+    """One RWKV-4 block (model/rwkv4.py in step form), stepped by rwkv4.c in one call (step_numpy:
+    the same in numpy between the packed-matrix kernels, the fallback and the tests' oracle):
+      x'_* = x mix_* + x_{t-1} (1 - mix_*)
+      p = max(pp, u + k):  wkv = (e^(pp-p) aa + e^(u+k-p) v) / (e^(pp-p) bb + e^(u+k-p))
+      q = max(pp + w, k):  aa, bb, pp <- e^(pp+w-q) aa + e^(k-q) v,  e^(pp+w-q) bb + e^(k-q),  q
+      out = W_o (sigmoid(W_r x'_r) * wkv)
+    with w = -exp(time_decay) and u = time_first per channel (the wkv state: rows aa, bb, pp), and
+    the channel mix of RWKV-5, sigmoid(W_r x'_r) * W_v relu(W_k x'_k)^2."""
+
+    kernel = "rwkv4_block"
+
+    def __init__(self, w: Weights, i: int, cfg: dict, structure: dict):
+        p, low, vec = f"blocks.{i}", structure.get("lowrank", {}), w.vec
+        self.i = i
+        self.ln1 = (vec(f"{p}.ln1.weight"), vec(f"{p}.ln1.bias"))
+        self.ln2 = (vec(f"{p}.ln2.weight"), vec(f"{p}.ln2.bias"))
+        self.mix = np.stack([vec(f"{p}.att.time_mix_{n}") for n in "rkv"])
+        self.w, self.u = -np.exp(vec(f"{p}.att.time_decay")).astype(np.float32), vec(f"{p}.att.time_first")
+        self.r, self.k, self.v, self.o = (Linear(w, f"{p}.att.{n}", low.get(f"{p}.att.{n}"))
+                                          for n in ("receptance", "key", "value", "output"))
+        self.ffn_mix = np.stack([vec(f"{p}.ffn.time_mix_{n}") for n in "kr"])
+        self.fr = Linear(w, f"{p}.ffn.receptance", low.get(f"{p}.ffn.receptance"))
+        self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
+        spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
+        self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
+        self.active_total = self.values_total = 0  # FFN key rows computed, value rows read
+        self.bind()
+
+    @staticmethod
+    def zero_wkv(A: int) -> np.ndarray:
+        S = np.zeros((3, A), np.float32)
+        S[2] = -1e38  # pp: the log-scale of an empty sum
+        return S
+
+    def _native(self):
+        """This block as rwkv4.c's block4_t (kernels.Block4)."""
+        self._shifts = (1 - self.mix).astype(np.float32), (1 - self.ffn_mix).astype(np.float32)
+        lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o, self.fr) if lin.low is not None]
+        b = kernels.Block4(C=self.mix.shape[1], A=len(self.u), hidden=max(lows + [1]), ffn=_native_ffn(self))
+        vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1],
+                   "shift": self._shifts[0], "ffn_shift": self._shifts[1], "w": self.w, "u": self.u}
+        for name, v in vectors.items():
+            assert v.dtype == np.float32 and v.flags.c_contiguous, name
+            setattr(b, name, kernels.ptr(v))
+        for name in ("r", "k", "v", "o", "fr"):
+            setattr(b, name, _native_linear(getattr(self, name)))
+        return self._bound(b)
+
+    def __call__(self, x, st, v_first, inplace: bool = False):
+        """x after this block (v_first passed through); st gets the new state, in new arrays,
+        or written over the old ones if inplace."""
+        if self.c is None:
+            return self.step_numpy(x, st, v_first)
+        return self.step_c(x, st, inplace), v_first
+
+    def step_numpy(self, x, st, v_first):
+        xa = layer_norm(x, *self.ln1)
+        xr, xk, xv = xa * self.mix + st["att"] * (1 - self.mix)
+        r, k, v = sigmoid(self.r(xr)), self.k(xk), self.v(xv)
+        aa, bb, pp = st["wkv"]
+        ww = self.u + k
+        p = np.maximum(pp, ww)
+        e1, e2 = np.exp(pp - p), np.exp(ww - p)
+        y = (e1 * aa + e2 * v) / (e1 * bb + e2)
+        ww = pp + self.w
+        q = np.maximum(ww, k)
+        e1, e2 = np.exp(ww - q), np.exp(k - q)
+        x = x + self.o((r * y).astype(np.float32))
+        xf = layer_norm(x, *self.ln2)
+        xk, xr = (xf * self.ffn_mix + st["ffn"] * (1 - self.ffn_mix)).astype(np.float32)
+        out = sigmoid(self.fr(xr)) * sparse_ffn(self, xk)
+        st["att"], st["ffn"] = xa, xf
+        st["wkv"] = np.stack([e1 * aa + e2 * v, e1 * bb + e2, q]).astype(np.float32)
+        return (x + out).astype(np.float32), v_first
+
+
+BLOCKS = {"7": Block, "6": Block6, "5.2": Block5, "5.1": Block5, "5.0": Block5, "4": Block4}
 
 
 def time_mix6(b: Block5, S, r, k, v, w, g) -> tuple[np.ndarray, np.ndarray]:
@@ -593,8 +670,8 @@ class Runtime:
         cfg = self.w.manifest["config"]
         block = BLOCKS.get(str(cfg["version"]))
         if block is None:
-            raise RWKVLiteError(f"{path}: the lean runtime runs RWKV-5, 6 and 7 files; this is RWKV-{cfg['version']} "
-                                "(use the PyTorch path: rwkvlite generate)")
+            raise RWKVLiteError(f"{path}: the lean runtime runs RWKV-4, 5, 6 and 7 files; this is "
+                                f"RWKV-{cfg['version']} (use the PyTorch path: rwkvlite generate)")
         self.config = cfg
         structure = self.w.manifest.get("structure") or {}
         self.blocks = [block(self.w, i, cfg, structure) for i in range(cfg["n_layer"])]
@@ -620,10 +697,14 @@ class Runtime:
         _trim_heap()  # what loading freed (the manifest's text, the verification's buffers)
 
     def zero_state(self) -> list[dict]:
-        C, N = self.config["n_embd"], self.config["head_size"]
+        C = self.config["n_embd"]
         A = self.config.get("dim_att") or C
-        return [{"att": np.zeros(C, np.float32), "ffn": np.zeros(C, np.float32),
-                 "wkv": np.zeros((A // N, N, N), np.float32)} for _ in self.blocks]
+        if isinstance(self.blocks[0], Block4):
+            wkv = lambda: Block4.zero_wkv(A)  # noqa: E731
+        else:
+            N = self.config["head_size"]
+            wkv = lambda: np.zeros((A // N, N, N), np.float32)  # noqa: E731
+        return [{"att": np.zeros(C, np.float32), "ffn": np.zeros(C, np.float32), "wkv": wkv()} for _ in self.blocks]
 
     def step(self, token: int, state: list[dict] | None = None, inplace: bool = False) -> tuple[np.ndarray, list[dict]]:
         """Logits [V] (float32) after `token`, and the new state. The old state is not modified,
