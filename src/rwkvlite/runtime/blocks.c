@@ -238,3 +238,23 @@ int64_t channel_mix(const ffn_t *f, int64_t C, const float *x, float *u, int32_t
     }
     return FFN_COUNTS(n, F);
 }
+
+/* RWKV-4/5/6's channel mix, x += sigmoid(W_r x'_r) * W_v relu(W_k x'_k)^2, with xf = ln2(x)
+ * and x'_* = xf + (ffn - xf) shift_* (shift [2][C]: k r); ffn_out gets xf (may be ffn).
+ * work: gated_channel_mix_floats(f, C); h: fr's hidden floats. Returns channel_mix's counts. */
+int64_t gated_channel_mix_floats(const ffn_t *f, int64_t C) { return 5 * C + channel_mix_floats(f); }
+
+int64_t gated_channel_mix(const ffn_t *f, const linear_t *fr, const float *ln2w, const float *ln2b, const float *shift,
+                          int64_t C, float *x, const float *ffn, float *ffn_out, float *work, float *h, int32_t *rows) {
+    float *xf = work, *xk = xf + C, *xr = xk + C, *r = xr + C, *u = r + C, *rest = u + C;
+    layer_norm(x, ln2w, ln2b, C, 1e-5f, xf);
+    for (int64_t c = 0; c < C; c++) {
+        xk[c] = xf[c] + (ffn[c] - xf[c]) * shift[c];
+        xr[c] = xf[c] + (ffn[c] - xf[c]) * shift[C + c];
+    }
+    memcpy(ffn_out, xf, C * sizeof *xf);
+    linear(fr, xr, r, h);
+    const int64_t n = channel_mix(f, C, xk, u, rows, rest);
+    for (int64_t c = 0; c < C; c++) x[c] += sigmoidf(r[c]) * u[c];
+    return n;
+}

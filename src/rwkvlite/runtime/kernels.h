@@ -85,4 +85,7 @@ int64_t channel_mix_floats(const ffn_t *f);
  * OneCall.count) */
 #define FFN_COUNTS(keys, values) ((int64_t)(keys) | (int64_t)(values) << 32)
 int64_t channel_mix(const ffn_t *f, int64_t C, const float *x, float *u, int32_t *rows, float *work);
+int64_t gated_channel_mix_floats(const ffn_t *f, int64_t C);
+int64_t gated_channel_mix(const ffn_t *f, const linear_t *fr, const float *ln2w, const float *ln2b, const float *shift,
+                          int64_t C, float *x, const float *ffn, float *ffn_out, float *work, float *h, int32_t *rows);
 #endif

@@ -222,6 +222,13 @@ class OneCall:
         self.count(n)
         return x
 
+    def __call__(self, x, st, v_first, inplace: bool = False):
+        """x after this block (v_first passed through: RWKV-7's Block overrides this); st gets
+        the new state, in new arrays, or written over the old ones if inplace."""
+        if self.c is None:
+            return self.step_numpy(x, st, v_first)
+        return self.step_c(x, st, inplace), v_first
+
     def count(self, counts: int) -> None:
         """Add a C step's FFN_COUNTS (kernels.h): key rows computed, and value rows read in the
         high 32 bits."""
@@ -444,13 +451,6 @@ class Block5(OneCall):
         """(x'_k, x'_r)"""
         return xf * self.ffn_mix + prev * (1 - self.ffn_mix)
 
-    def __call__(self, x, st, v_first, inplace: bool = False):
-        """x after this block (v_first passed through); st gets the new state, in new arrays,
-        or written over the old ones if inplace."""
-        if self.c is None:
-            return self.step_numpy(x, st, v_first)
-        return self.step_c(x, st, inplace), v_first
-
     def step_numpy(self, x, st, v_first):
         H, N = self.H, self.N
         xa = layer_norm(x, *self.ln1)
@@ -552,13 +552,6 @@ class Block4(OneCall):
         for name in ("r", "k", "v", "o", "fr"):
             setattr(b, name, _native_linear(getattr(self, name)))
         return self._bound(b)
-
-    def __call__(self, x, st, v_first, inplace: bool = False):
-        """x after this block (v_first passed through); st gets the new state, in new arrays,
-        or written over the old ones if inplace."""
-        if self.c is None:
-            return self.step_numpy(x, st, v_first)
-        return self.step_c(x, st, inplace), v_first
 
     def step_numpy(self, x, st, v_first):
         xa = layer_norm(x, *self.ln1)

@@ -14,7 +14,9 @@ typedef struct {
     ffn_t ffn;
 } block4_t;
 
-int64_t rwkv4_block_floats(const block4_t *b) { return 6 * b->C + 4 * b->A + 3 * b->hidden + channel_mix_floats(&b->ffn); }
+int64_t rwkv4_block_floats(const block4_t *b) {
+    return MAX(5 * b->C + 4 * b->A, gated_channel_mix_floats(&b->ffn, b->C)) + 3 * b->hidden;
+}
 
 /* Per channel c, with the state (aa, bb, pp) in S's rows 0, 1, 2 ([3][A]):
  *   p = max(pp, u + k):  y = sigmoid(r) (e^(pp-p) aa + e^(u+k-p) v) / (e^(pp-p) bb + e^(u+k-p))
@@ -37,8 +39,8 @@ static void wkv4(const float *S, float *T, const float *r, const float *k, const
 int64_t rwkv4_block(const block4_t *b, float *x, const float *att, float *att_out, const float *ffn, float *ffn_out,
                     const float *S, float *T, float *work, int32_t *rows) {
     const int64_t C = b->C, A = b->A;
-    float *xa = work, *mixed = xa + C, *out = mixed + 3 * C, *u = out + C, *r = u + C, *k = r + A, *v = k + A,
-          *y = v + A, *h = y + A, *rest = h + 3 * b->hidden;
+    float *xa = work, *mixed = xa + C, *out = mixed + 3 * C, *r = out + C, *k = r + A, *v = k + A, *y = v + A,
+          *h = work + rwkv4_block_floats(b) - 3 * b->hidden;  /* h last: the channel mix's workspace starts at work */
     /* time mix: token shift, r k v (a task each, as in rwkv7.c's projections), WKV, output */
     layer_norm(x, b->ln1w, b->ln1b, C, 1e-5f, xa);
     for (int64_t j = 0; j < 3; j++)
@@ -53,16 +55,5 @@ int64_t rwkv4_block(const block4_t *b, float *x, const float *att, float *att_ou
     linear(&b->o, y, out, h);
     for (int64_t c = 0; c < C; c++) x[c] += out[c];
 
-    /* channel mix: sigmoid(W_r x'_r) * W_v relu(W_k x'_k)^2 */
-    float *xf = xa, *xk = mixed, *xr = mixed + C;
-    layer_norm(x, b->ln2w, b->ln2b, C, 1e-5f, xf);
-    for (int64_t c = 0; c < C; c++) {
-        xk[c] = xf[c] + (ffn[c] - xf[c]) * b->ffn_shift[c];
-        xr[c] = xf[c] + (ffn[c] - xf[c]) * b->ffn_shift[C + c];
-    }
-    memcpy(ffn_out, xf, C * sizeof *xf);
-    linear(&b->fr, xr, out, h);
-    const int64_t n = channel_mix(&b->ffn, C, xk, u, rows, rest);
-    for (int64_t c = 0; c < C; c++) x[c] += sigmoidf(out[c]) * u[c];
-    return n;
+    return gated_channel_mix(&b->ffn, &b->fr, b->ln2w, b->ln2b, b->ffn_shift, C, x, ffn, ffn_out, work, h, rows);
 }

@@ -53,7 +53,8 @@ typedef struct {
 
 /* floats of workspace rwkv6_block needs */
 int64_t rwkv6_block_floats(const block6_t *b) {
-    return 9 * b->C + 6 * b->A + 5 * b->D + 5 * b->hidden + channel_mix_floats(&b->ffn);
+    const int64_t time_mix = 9 * b->C + 6 * b->A + 5 * b->D + 5 * b->hidden, channel = gated_channel_mix_floats(&b->ffn, b->C);
+    return MAX(time_mix, channel + 5 * b->hidden);
 }
 
 /* x + dx shift per mix (shift [5][C]) into mixed [5][C]; RWKV-6 adds to each shift its LoRA
@@ -105,8 +106,8 @@ static void projections6(const block6_t *b, const float *mixed, float *out, floa
 int64_t rwkv6_block(const block6_t *b, float *x, const float *att, float *att_out, const float *ffn, float *ffn_out,
                     const float *S, float *T, float *work, int32_t *rows) {
     const int64_t C = b->C, A = b->A;
-    float *xa = work, *mixed = xa + C, *out = mixed + 6 * C, *u = out + C, *r = u + C, *k = r + A, *v = k + A,
-          *g = v + A, *w = g + A, *y = w + A, *m = y + A, *h = m + 5 * b->D, *rest = h + 5 * b->hidden;
+    float *xa = work, *mixed = xa + C, *out = mixed + 6 * C, *r = out + 2 * C, *k = r + A, *v = k + A, *g = v + A,
+          *w = g + A, *y = w + A, *m = y + A, *h = m + 5 * b->D;
     /* time mix: token shift, projections, decay and gate, WKV */
     layer_norm(x, b->ln1w, b->ln1b, C, 1e-5f, xa);
     token_shift6(b, xa, att, mixed, m);
@@ -120,16 +121,7 @@ int64_t rwkv6_block(const block6_t *b, float *x, const float *att, float *att_ou
     linear(&b->o, y, out, h);
     for (int64_t c = 0; c < C; c++) x[c] += out[c];
 
-    /* channel mix: sigmoid(W_r x'_r) * W_v relu(W_k x'_k)^2 */
-    float *xf = xa, *xk = mixed, *xr = mixed + C;
-    layer_norm(x, b->ln2w, b->ln2b, C, 1e-5f, xf);
-    for (int64_t c = 0; c < C; c++) {
-        xk[c] = xf[c] + (ffn[c] - xf[c]) * b->ffn_shift[c];
-        xr[c] = xf[c] + (ffn[c] - xf[c]) * b->ffn_shift[C + c];
-    }
-    memcpy(ffn_out, xf, C * sizeof *xf);
-    linear(&b->fr, xr, out, h);
-    const int64_t n = channel_mix(&b->ffn, C, xk, u, rows, rest);
-    for (int64_t c = 0; c < C; c++) x[c] += sigmoidf(out[c]) * u[c];
-    return n;
+    /* channel mix (its workspace from the start: the time mix's is no longer needed; h after it) */
+    float *hc = work + gated_channel_mix_floats(&b->ffn, C);
+    return gated_channel_mix(&b->ffn, &b->fr, b->ln2w, b->ln2b, b->ffn_shift, C, x, ffn, ffn_out, work, hc, rows);
 }
