@@ -89,7 +89,7 @@ def bench_file(path: str, result: str, gen_tokens: int, threads: int) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--version", default="7", help="RWKV generation of the random models (7, 6, 5.2)")
+    ap.add_argument("--version", default="7", help="RWKV generation of the random models (7, 6, 5.2, 4)")
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES))
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES))
     ap.add_argument("--gen-tokens", type=int, default=128)

@@ -82,6 +82,23 @@ def test_vq_group_sums_do_not_overflow(group, mode):
     np.testing.assert_allclose(matrix(entry, arrays).mv(x), decode(entry, arrays).astype(np.float64) @ x, rtol=1e-5)
 
 
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("group", [64, 1024])
+def test_sq_group_sums_do_not_overflow(bits, group, mode):
+    """Largest codes times the largest inputs over whole groups: the int16-x paths' int32 lanes
+    (in the masked layout a 3-bit code is up to 7 * 2^7 before its scale), mv and axpy."""
+    rows, cols = 64, 2048
+    top = 2**bits - 1
+    entry, arrays = encode_sq(np.full((rows, cols), top), np.full((rows, cols // group), 1.0 / top),
+                              np.zeros((rows, cols // group), np.int64), bits, group, [rows, cols])
+    m, W = matrix(entry, arrays), decode(entry, arrays).astype(np.float64)
+    x = np.ones(cols, np.float32)
+    np.testing.assert_allclose(m.mv(x), W @ x, rtol=1e-5)
+    a, y = np.ones(rows, np.float32), np.zeros(cols, np.float32)
+    m.axpy(a, y, np.arange(rows, dtype=np.int32))
+    np.testing.assert_allclose(y, a @ W, rtol=1e-5)
+
+
 def test_row_lists_longer_than_the_matrix_and_mismatched_coefficients():
     rng = np.random.default_rng(3)
     entry, arrays = sq_matrix(rng, 4, 64, 4, 32)

@@ -117,6 +117,47 @@ def test_lean_runtime_on_rwkvcpp_real_models_matches_rwkvcpp(tag, kind, tmp_path
         assert float(np.sum(p * (np.log(p) - np.log(q)))) <= 1e-2 and got.argmax() == ref.argmax()
 
 
+@pytest.mark.parametrize("recipe", ["int8", "lite-int4"])
+def test_rwkv4_with_a_wider_time_mix(recipe, tmp_path):
+    """RWKV-4 with dim_att != n_embd (r, k, v and the WKV 96 wide, the residual 64): logits
+    against the evaluation path, and the C block (its workspace laid out for both widths)
+    against the numpy step from a random state."""
+    from rwkvlite.model import RWKVConfig
+    from rwkvlite.model.init import random_model
+    from rwkvlite.runtime import kernels as k
+
+    save_model(random_model(RWKVConfig("4", n_layer=2, n_embd=64, dim_att=96, vocab_size=300), 0).eval(),
+               tmp_path / "m.safetensors")
+    (tmp_path / "t.txt").write_text(TEXT)
+    out = tmp_path / "m.rwkvlite"
+    compress(tmp_path / "m.safetensors", out, RECIPES[recipe], calibration=str(tmp_path / "t.txt"), n_seq=4,
+             seq_len=32, tokenizer="bytes", progress=False)
+    k.set_exact(True)
+    try:
+        model, rt = load_model(out), Runtime(out)
+        state, ref_state = None, None
+        for t in [1, 72, 101, 108, 108]:
+            with torch.no_grad():
+                ref, ref_state = model(torch.tensor([[t]]), ref_state)
+            got, state = rt.step(t, state)
+            np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=1e-3, rtol=1e-3)
+        if k.lib() is None:
+            return
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(64, np.float32)
+        for block in rt.blocks:
+            st = {"att": rng.standard_normal(64, np.float32), "ffn": rng.standard_normal(64, np.float32),
+                  "wkv": rng.standard_normal((3, 96), np.float32) * 0.1}
+            a, b = dict(st), dict(st)
+            xc, _ = block(x, a, None)
+            xn, _ = block.step_numpy(x, b, None)
+            for got, want in [(xc, xn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))]:
+                np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
+            x = xn
+    finally:
+        k.set_exact(False)
+
+
 def test_runtime_refuses_generations_it_does_not_run(source, tmp_path):
     """A well-formed file of a generation the runtime has no block for (here a manifest that
     says RWKV-3) is refused with one line."""

@@ -474,9 +474,10 @@ static inline __attribute__((always_inline)) __m512i codes32m(const uint8_t *q, 
 }
 
 /* q . xq over the codes c..end of a group (whole 32-code chunks), as 16 int32 lanes; two
- * chains of products. Each lane sums at most group/16 products of 255 * 32767, below 2^31
- * for the groups up to 1024 that mv_sq sends here. masked: codes and x in the masked
- * layout (shuffle and mul: masked_t's shuffle and mask), lanes scaled by 2^o. */
+ * chains of products. Each lane sums at most group/16 products of 255 * 32767 (masked: of
+ * 896 * 32767, make_masked), below 2^31 for the groups up to 1024 that mv_sq sends here.
+ * masked: codes and x in the masked layout (shuffle and mul: masked_t's shuffle and mask),
+ * lanes scaled by 2^o. */
 static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const int16_t *xq, int64_t c,
                                                                int64_t end, const int bits, __m512i shuffle, __m512i mul,
                                                                const int masked) {
@@ -507,7 +508,7 @@ static inline __m512 zeros16(const uint8_t *z, int64_t g0, int64_t k, int bits, 
 }
 
 /* one row's coef_g = scale_g xs_g (into coef) and minus its zero term, -sum_g coef_g zero_g
- * xqsum_g, as 16 lanes still to be summed (row_int512 starts from them: one reduction a row),
+ * xqsum_g, as 16 lanes still to be summed (row_int512 adds them to its products' lanes),
  * 16 groups per vector; masked loads read nothing past the row's scales and zeros (the zeros
  * of 16 groups span 2 bits bytes) */
 static inline __m512 zero_term16(const f16 *scale, const uint8_t *z, const float *xs, const float *xqsum, int64_t ngroups,
@@ -669,15 +670,6 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
         for (int64_t c = g * group; c < MIN(cols, (g + 1) * group); c++) t += xq[c];
         xqsum[g] = (float)t;
     }
-    const masked_t *m = NULL;  /* the row loop's 2-4-bit codes: the masked layout, x permuted to match */
-    int16_t *xm = NULL;
-    if (wide && bits <= 4) {
-        if ((xm = malloc(cols * sizeof *xm))) {
-            m = &masked_2_4[bits - 2];
-            masked_x(xq, cols, m->perm, xm);
-        } else
-            wide = 0;
-    }
 #endif
     /* short rows, 16 at a time; a block with a row too near the end of the codes for 16-byte
      * loads (the matrix's last rows) is multiplied from a padded copy of its codes (rows of up
@@ -685,6 +677,17 @@ void mv_sq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, cons
     int64_t blocks = 0;
 #ifdef HAVE_PERMW
     if (wide && cols <= 128) blocks = n / 16;  /* sum16x16 adds up to cols x 255 x 32767 per lane: < 2^31 */
+    /* the row loop's 2-4-bit codes (every row the blocks leave: their padded copies cover rows of
+     * up to 128 bytes): the masked layout, x permuted to match */
+    const masked_t *m = NULL;
+    int16_t *xm = NULL;
+    if (wide && bits <= 4 && n > 16 * blocks) {
+        if ((xm = malloc(cols * sizeof *xm))) {
+            m = &masked_2_4[bits - 2];
+            masked_x(xq, cols, m->perm, xm);
+        } else
+            wide = 0;
+    }
 #endif
     uint8_t done[blocks + 1];
 #ifdef HAVE_PERMW
