@@ -406,9 +406,9 @@ static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, i
     return _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_shuffle_epi8(raw, shuffle), mul), 16 - bits);
 }
 
-/* The masked layout of 32 codes of 2-4 bits, for long rows: codes32 spends two instructions
- * (multiply, shift) per 32 codes to bring each code down to bit 0. Left at its offset o in
- * its byte (0..7), a code needs only a mask: lane j holds code perm[j] times 2^o_j. Codes are
+/* The masked layout of 32 codes of 2-4 bits (mv_sq's row loop, axpy_sq_int): codes32 spends
+ * two instructions (multiply, shift) per 32 codes to bring each code down to bit 0. Left at
+ * its offset o in its byte (0..7), a code needs only a mask: lane j holds code perm[j] times 2^o_j. Codes are
  * placed in order of o, so the two lanes of every int32 pair share one o (each o occurs for
  * an even number of the 32 codes); a dot product with x permuted the same way (x[perm[j]]
  * in lane j) gives int32 lanes that are the plain sums times 2^o, undone exactly by one
