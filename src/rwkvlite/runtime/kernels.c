@@ -408,13 +408,13 @@ static inline __attribute__((always_inline)) __m512i codes32(const uint8_t *q, i
 
 /* The masked layout of 32 codes of 2-4 bits (mv_sq's row loop, axpy_sq_int): codes32 spends
  * two instructions (multiply, shift) per 32 codes to bring each code down to bit 0. Left at
- * its offset o in its byte (0..7), a code needs only a mask: lane j holds code perm[j] times 2^o_j. Codes are
- * placed in order of o, so the two lanes of every int32 pair share one o (each o occurs for
- * an even number of the 32 codes); a dot product with x permuted the same way (x[perm[j]]
- * in lane j) gives int32 lanes that are the plain sums times 2^o, undone exactly by one
- * multiply with lane_scale (2^-o per int32 lane) after the sums are in float. A product is
- * at most 7*2^7 * 32767 (3 bits; 15*2^4, 3*2^6 for 4 and 2 bits), so an int32 lane holds up
- * to 64 products: groups of at most 1024 codes. */
+ * its offset o in its byte (0..7), a code needs only a mask: lane j holds code perm[j] times
+ * 2^o_j. Codes are placed in order of o, so the two lanes of every int32 pair share one o
+ * (each o occurs for an even number of the 32 codes); a dot product with x permuted the same
+ * way (x[perm[j]] in lane j) gives int32 lanes that are the plain sums times 2^o, undone
+ * exactly by one multiply with lane_scale (2^-o per int32 lane) after the sums are in float. A
+ * product is at most 7*2^7 * 32767 (3 bits; 15*2^4, 3*2^6 for 4 and 2 bits), so an int32 lane
+ * holds up to 64 products: groups of at most 1024 codes. */
 typedef struct {
     __m512i shuffle, mask;
     __m512 lane_scale;
@@ -473,6 +473,12 @@ static inline __attribute__((always_inline)) __m512i codes32m(const uint8_t *q, 
     return _mm512_and_si512(_mm512_shuffle_epi8(raw, shuffle), mask);
 }
 
+/* codes32m (masked: shuffle and mul are masked_t's shuffle and mask) or codes32 */
+static inline __attribute__((always_inline)) __m512i codes32_as(const uint8_t *q, int64_t c, const int bits,
+                                                                __m512i shuffle, __m512i mul, const int masked) {
+    return masked ? codes32m(q, c, bits, shuffle, mul) : codes32(q, c, bits, shuffle, mul);
+}
+
 /* q . xq over the codes c..end of a group (whole 32-code chunks), as 16 int32 lanes; two
  * chains of products. Each lane sums at most group/16 products of 255 * 32767 (masked: of
  * 896 * 32767, make_masked), below 2^31 for the groups up to 1024 that mv_sq sends here.
@@ -481,7 +487,7 @@ static inline __attribute__((always_inline)) __m512i codes32m(const uint8_t *q, 
 static inline __attribute__((always_inline)) __m512i group_dot(const uint8_t *q, const int16_t *xq, int64_t c,
                                                                int64_t end, const int bits, __m512i shuffle, __m512i mul,
                                                                const int masked) {
-#define CODES(at) (masked ? codes32m(p, at, bits, shuffle, mul) : codes32(p, at, bits, shuffle, mul))
+#define CODES(at) codes32_as(p, at, bits, shuffle, mul, masked)
     const uint8_t *p = q + (uint64_t)c / 8 * bits;  /* two chunks a step: 8 bits bytes of codes, 64 of x */
     const int16_t *xp = xq + c;
     int64_t k = (end - c) / 32;
@@ -533,14 +539,14 @@ static inline __attribute__((always_inline)) __m512 row_int512(const uint8_t *q,
                                                               const masked_t *m, __m512 start) {
     const int masked = bits <= 4;
     if (masked) shuffle = m->shuffle, mul = m->mask;
-#define group_dot(q, xq, c, end, bits, shuffle, mul) group_dot(q, xq, c, end, bits, shuffle, mul, masked)
     __m512 even = masked ? _mm512_setzero_ps() : start, odd = _mm512_setzero_ps();
     int64_t g = 0;
     if (group == 64) {  /* the usual group: a loop of its own over pairs of groups, pointers stepped */
         const uint8_t *p = q;
         const int16_t *xp = xq;
         for (; g + 2 <= ngroups && (g + 2) * 64 <= cols; g += 2, p += 16 * bits, xp += 128) {
-            const __m512i a = group_dot(p, xp, 0, 64, bits, shuffle, mul), b = group_dot(p, xp, 64, 128, bits, shuffle, mul);
+            const __m512i a = group_dot(p, xp, 0, 64, bits, shuffle, mul, masked),
+                         b = group_dot(p, xp, 64, 128, bits, shuffle, mul, masked);
             even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(coef[g]), even);
             odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(coef[g + 1]), odd);
         }
@@ -548,15 +554,14 @@ static inline __attribute__((always_inline)) __m512 row_int512(const uint8_t *q,
     for (; g + 2 <= ngroups; g += 2) {  /* two groups at a time: independent chains */
         const int64_t c = g * group;
         __m512i a, b;
-        a = group_dot(q, xq, c, MIN(cols, c + group), bits, shuffle, mul);
-        b = group_dot(q, xq, c + group, MIN(cols, c + 2 * group), bits, shuffle, mul);
+        a = group_dot(q, xq, c, MIN(cols, c + group), bits, shuffle, mul, masked);
+        b = group_dot(q, xq, c + group, MIN(cols, c + 2 * group), bits, shuffle, mul, masked);
         even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(coef[g]), even);
         odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(coef[g + 1]), odd);
     }
     if (g < ngroups)
-        even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(q, xq, g * group, cols, bits, shuffle, mul)),
+        even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(group_dot(q, xq, g * group, cols, bits, shuffle, mul, masked)),
                                _mm512_set1_ps(coef[g]), even);
-#undef group_dot
     even = _mm512_add_ps(even, odd);
     return masked ? _mm512_fmadd_ps(even, m->lane_scale, start) : even;
 }
@@ -960,7 +965,7 @@ static inline __m512i codes32_tail(const uint8_t *q, int64_t c, int64_t avail, c
     uint8_t tail[32] = {0};
     int64_t at = c / 8 * bits;
     memcpy(tail, q + at, (size_t)MIN(avail - at, 4 * bits));
-    return masked ? codes32m(tail, 0, bits, shuffle, mul) : codes32(tail, 0, bits, shuffle, mul);
+    return codes32_as(tail, 0, bits, shuffle, mul, masked);
 }
 
 /* pair_block with 32 codes per unpack (2-4- and 8-bit codes): acc[0..4) in the order of
@@ -972,7 +977,6 @@ static inline __attribute__((always_inline)) void pair_block512(const uint8_t *Q
                                                                 int64_t c0, const int32_t *cf, int64_t cstride,
                                                                 __m512i *acc, const int bits, __m512i shuffle, __m512i mul) {
     const int masked = bits <= 4;
-#define codes32(q, c, bits, shuffle, mul) (masked ? codes32m(q, c, bits, shuffle, mul) : codes32(q, c, bits, shuffle, mul))
     const int64_t need = bits == 8 ? c0 + 64 : (c0 + 32) / 8 * bits + 16;
     __m512i a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     for (int64_t p = p0; p < p1; p++) {
@@ -981,8 +985,8 @@ static inline __attribute__((always_inline)) void pair_block512(const uint8_t *Q
         const __m512i cp = _mm512_set1_epi32(cf[p * cstride]);
         __m512i u00, u01, u10, u11;
         if (__builtin_expect(qbytes - (r0 > r1 ? r0 : r1) * qstride >= need, 1)) {
-            u00 = codes32(q0, c0, bits, shuffle, mul), u01 = codes32(q0, c0 + 32, bits, shuffle, mul);
-            u10 = codes32(q1, c0, bits, shuffle, mul), u11 = codes32(q1, c0 + 32, bits, shuffle, mul);
+            u00 = codes32_as(q0, c0, bits, shuffle, mul, masked), u01 = codes32_as(q0, c0 + 32, bits, shuffle, mul, masked);
+            u10 = codes32_as(q1, c0, bits, shuffle, mul, masked), u11 = codes32_as(q1, c0 + 32, bits, shuffle, mul, masked);
         } else {  /* the matrix's last rows */
             const int64_t v0 = qbytes - r0 * qstride, v1 = qbytes - r1 * qstride;
             u00 = codes32_tail(q0, c0, v0, bits, shuffle, mul, masked);
@@ -995,7 +999,6 @@ static inline __attribute__((always_inline)) void pair_block512(const uint8_t *Q
         a2 = DOT16X(a2, _mm512_unpacklo_epi16(u01, u11), cp);
         a3 = DOT16X(a3, _mm512_unpackhi_epi16(u01, u11), cp);
     }
-#undef codes32
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
