@@ -229,6 +229,13 @@ class OneCall:
             return self.step_numpy(x, st, v_first)
         return self.step_c(x, st, inplace), v_first
 
+    def channel_mix_weights(self, w: Weights, p: str, structure: dict) -> None:
+        """Block p's FFN key and value, its predictor if any, and the counters of the rows read."""
+        self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
+        spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
+        self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
+        self.active_total = self.values_total = 0  # FFN key rows computed, value rows read
+
     def count(self, counts: int) -> None:
         """Add a C step's FFN_COUNTS (kernels.h): key rows computed, and value rows read in the
         high 32 bits."""
@@ -264,10 +271,7 @@ class Block(OneCall):
         # addresses of k_k, k_a, r_k and ln_x for the C time mix (these arrays live as long as the block)
         self.fixed_ptrs = tuple(kernels.ptr(t) for t in (self.k_k, self.k_a, self.r_k, *self.lnx))
         self.x_k = vec(f"{p}.ffn.x_k")
-        self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
-        spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
-        self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
-        self.active_total = self.values_total = 0  # FFN key rows computed, value rows read
+        self.channel_mix_weights(w, p, structure)
         self.C = cfg["n_embd"]
         self.bind()
 
@@ -394,10 +398,7 @@ class Block5(OneCall):
         self.ungated = None if gated else np.ones(self.H * self.N, np.float32)  # 5.0: the output as it is
         self.lnx = (vec(f"{p}.att.ln_x.weight"), vec(f"{p}.att.ln_x.bias"))
         self.fr = Linear(w, f"{p}.ffn.receptance", low.get(f"{p}.ffn.receptance"))
-        self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
-        spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
-        self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
-        self.active_total = self.values_total = 0  # FFN key rows computed, value rows read
+        self.channel_mix_weights(w, p, structure)
         self.mixes(w, p)
         self.bind()
 
@@ -507,7 +508,7 @@ class Block6(Block5):
 class Block4(OneCall):
     """One RWKV-4 block (model/rwkv4.py in step form), stepped by rwkv4.c in one call (step_numpy:
     the same in numpy between the packed-matrix kernels, the fallback and the tests' oracle):
-      x'_* = x mix_* + x_{t-1} (1 - mix_*)
+      x'_* = x mix_* + x_{t-1} (1 - mix_*) = x + (x_{t-1} - x) shift_*
       p = max(pp, u + k):  wkv = (e^(pp-p) aa + e^(u+k-p) v) / (e^(pp-p) bb + e^(u+k-p))
       q = max(pp + w, k):  aa, bb, pp <- e^(pp+w-q) aa + e^(k-q) v,  e^(pp+w-q) bb + e^(k-q),  q
       out = W_o (sigmoid(W_r x'_r) * wkv)
@@ -521,16 +522,13 @@ class Block4(OneCall):
         self.i = i
         self.ln1 = (vec(f"{p}.ln1.weight"), vec(f"{p}.ln1.bias"))
         self.ln2 = (vec(f"{p}.ln2.weight"), vec(f"{p}.ln2.bias"))
-        self.mix = np.stack([vec(f"{p}.att.time_mix_{n}") for n in "rkv"])
+        self.shift = (1 - np.stack([vec(f"{p}.att.time_mix_{n}") for n in "rkv"])).astype(np.float32)
         self.w, self.u = -np.exp(vec(f"{p}.att.time_decay")).astype(np.float32), vec(f"{p}.att.time_first")
         self.r, self.k, self.v, self.o = (Linear(w, f"{p}.att.{n}", low.get(f"{p}.att.{n}"))
                                           for n in ("receptance", "key", "value", "output"))
-        self.ffn_mix = np.stack([vec(f"{p}.ffn.time_mix_{n}") for n in "kr"])
+        self.ffn_shift = (1 - np.stack([vec(f"{p}.ffn.time_mix_{n}") for n in "kr"])).astype(np.float32)
         self.fr = Linear(w, f"{p}.ffn.receptance", low.get(f"{p}.ffn.receptance"))
-        self.fk, self.fv = w.mat(f"{p}.ffn.key.weight"), w.mat(f"{p}.ffn.value.weight")
-        spec = structure.get("ffn_predictor", {}).get(f"{p}.ffn.key")
-        self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
-        self.active_total = self.values_total = 0  # FFN key rows computed, value rows read
+        self.channel_mix_weights(w, p, structure)
         self.bind()
 
     @staticmethod
@@ -541,11 +539,10 @@ class Block4(OneCall):
 
     def _native(self):
         """This block as rwkv4.c's block4_t (kernels.Block4)."""
-        self._shifts = (1 - self.mix).astype(np.float32), (1 - self.ffn_mix).astype(np.float32)
         lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o, self.fr) if lin.low is not None]
-        b = kernels.Block4(C=self.mix.shape[1], A=len(self.u), hidden=max(lows + [1]), ffn=_native_ffn(self))
+        b = kernels.Block4(C=self.shift.shape[1], A=len(self.u), hidden=max(lows + [1]), ffn=_native_ffn(self))
         vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1],
-                   "shift": self._shifts[0], "ffn_shift": self._shifts[1], "w": self.w, "u": self.u}
+                   "shift": self.shift, "ffn_shift": self.ffn_shift, "w": self.w, "u": self.u}
         for name, v in vectors.items():
             assert v.dtype == np.float32 and v.flags.c_contiguous, name
             setattr(b, name, kernels.ptr(v))
@@ -555,7 +552,7 @@ class Block4(OneCall):
 
     def step_numpy(self, x, st, v_first):
         xa = layer_norm(x, *self.ln1)
-        xr, xk, xv = xa * self.mix + st["att"] * (1 - self.mix)
+        xr, xk, xv = xa + (st["att"] - xa) * self.shift
         r, k, v = sigmoid(self.r(xr)), self.k(xk), self.v(xv)
         aa, bb, pp = st["wkv"]
         ww = self.u + k
@@ -567,7 +564,7 @@ class Block4(OneCall):
         e1, e2 = np.exp(ww - q), np.exp(k - q)
         x = x + self.o((r * y).astype(np.float32))
         xf = layer_norm(x, *self.ln2)
-        xk, xr = (xf * self.ffn_mix + st["ffn"] * (1 - self.ffn_mix)).astype(np.float32)
+        xk, xr = (xf + (st["ffn"] - xf) * self.ffn_shift).astype(np.float32)
         out = sigmoid(self.fr(xr)) * sparse_ffn(self, xk)
         st["att"], st["ffn"] = xa, xf
         st["wkv"] = np.stack([e1 * aa + e2 * v, e1 * bb + e2, q]).astype(np.float32)
