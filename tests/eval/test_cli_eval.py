@@ -4,7 +4,6 @@ import json
 from ..conftest import shared, run_cli
 
 
-
 def test_eval_bench_report(tmp_path):
     model = shared("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-FP32.bin")
     quant = shared("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-Q5_0.bin")

@@ -142,7 +142,7 @@ def test_rwkv4_with_a_wider_time_mix(recipe, tmp_path):
             got, state = rt.step(t, state)
             np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=1e-3, rtol=1e-3)
         if k.lib() is None:
-            return
+            pytest.skip("no C compiler: the logits agree; no C block to compare with the numpy step")
         rng = np.random.default_rng(0)
         x = rng.standard_normal(64, np.float32)
         for block in rt.blocks:
