@@ -244,7 +244,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.prompt, args.tokens, args.threads, args.dump)))
         return
     sys.path.insert(0, HERE)
-    from runtime import bench_file, read_bandwidth_gbs  # bench/runtime.py's
+    from runtime import bench_file, read_bandwidth_gbs, x_bound  # bench/runtime.py's
 
     if not args.llama_src:
         ap.error("--llama-src is required (a llama.cpp source tree)")
@@ -269,7 +269,7 @@ def main() -> None:
             f = (run_worker(path, args.prompt, args.tokens, args.threads) if path.endswith(".gguf")
                  else bench_file(path, result, args.tokens, args.threads))
             f["bytes_read_per_token"] = reads.get(name, f.get("bytes_read_per_token"))
-            f["x_bound"] = f["decode_ms_per_token_median"] / (f["bytes_read_per_token"] / (gbs * 1e9) * 1e3)
+            f["x_bound"] = x_bound(f, gbs)
             runs[name].append(f)
             print(f"round {r + 1}/{args.rounds} {name}: {f['decode_ms_per_token_median']:.2f} ms/token, "
                   f"peak RSS {f['peak_rss_generate_mib']:.0f} MiB, read bandwidth {gbs:.1f} GB/s, "

@@ -59,6 +59,11 @@ def read_bandwidth_gbs(threads: int | None, mib: int = 512, repeat: int = 5) -> 
     return a.nbytes / min(_timed(lambda: lib.read_sum(kernels.ptr(a), a.size)) for _ in range(repeat)) / 1e9
 
 
+def x_bound(figures: dict, gbs: float) -> float:
+    """A run's decode time over the time its weight bytes take at gbs GB/s (the bandwidth bound)."""
+    return figures["decode_ms_per_token_median"] / (figures["bytes_read_per_token"] / (gbs * 1e9) * 1e3)
+
+
 def _timed(fn):
     start = time.perf_counter()
     fn()
@@ -122,7 +127,7 @@ def main():
             gbs = read_bandwidth_gbs(args.threads)
             f = bench_file(path, os.path.join(folder, f"rwkv{args.version}-{shape}-{name}.json"), args.gen_tokens, threads)
             f["bandwidth_gbs"] = gbs
-            f["x_bound"] = f["decode_ms_per_token_median"] / (f["bytes_read_per_token"] / (gbs * 1e9) * 1e3)
+            f["x_bound"] = x_bound(f, gbs)
             runs[shape, name].append(f)
             print(f"run {rep + 1}/{args.repeat} {shape} {name}: {f['decode_ms_per_token_median']:.2f} ms/token, "
                   f"read bandwidth {gbs:.1f} GB/s, {f['x_bound']:.2f} x bound", flush=True)
