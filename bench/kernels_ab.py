@@ -4,14 +4,14 @@ The machine's speed drifts by tens of percent between minutes, so kernel changes
 by alternating calls of the old and new builds rather than by runs taken apart. OLD is the
 runtime folder of another checkout (e.g. `git worktree add /tmp/old 40d1ac3`, then
 --old /tmp/old/src/rwkvlite/runtime); NEW is this checkout's. For each case: a random
-scalar-quantized (group 64) or fp16 matrix, `mv` over all rows or a sorted share of them,
+scalar-quantized (group 64, or /GROUP) or fp16 matrix, `mv` over all rows or a sorted share of them,
 --rounds rounds of --calls calls per build; reported: the median time per call of each
 build, the median of the per-round ratios new/old, and the largest difference between the
 two builds' outputs. --cycle K multiplies K different matrices in turn (K x the size beyond
 the caches: memory-bound rather than compute-bound).
 
 usage: python bench/kernels_ab.py --old DIR [--threads 1] [--rounds 30] [--calls 50]
-                                  [--cases 3072x768:3 3072x64:3 768x96:3 ...] [--cycle 1]
+                                  [--cases 3072x768:3 1024x1024:3/128 768x96:3 ...] [--cycle 1]
 """
 from __future__ import annotations
 
@@ -40,19 +40,19 @@ def load(folder: str, threads: int):
     return lib
 
 
-def case_matrix(rng, rows: int, cols: int, bits: int):
+def case_matrix(rng, rows: int, cols: int, bits: int, group: int = 64):
     if bits == 16:
         return matrix(*encode_dense(rng.standard_normal((rows, cols)).astype(np.float32)))
-    groups = -(-cols // 64)
+    groups = -(-cols // group)
     return matrix(*encode_sq(rng.integers(0, 2**bits, (rows, cols)), rng.uniform(0.01, 0.02, (rows, groups)),
-                             rng.integers(0, 2**bits, (rows, groups)), bits, 64, [rows, cols]))
+                             rng.integers(0, 2**bits, (rows, groups)), bits, group, [rows, cols]))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--old", required=True, help="runtime folder of the baseline checkout")
     ap.add_argument("--new", default=os.path.dirname(kernels.__file__))
-    ap.add_argument("--cases", nargs="+", default=CASES, help="ROWSxCOLS:BITS[@SHARE] (16 bits: fp16)")
+    ap.add_argument("--cases", nargs="+", default=CASES, help="ROWSxCOLS:BITS[/GROUP][@SHARE] (16 bits: fp16; group 64 unless given)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--calls", type=int, default=50)
@@ -64,9 +64,10 @@ def main() -> None:
     print(f"{'case':18s} {'old us':>9s} {'new us':>9s} {'new/old':>8s} {'max diff':>9s}")
     for case in args.cases:
         shape, _, rest = case.partition(":")
-        bits, _, share = rest.partition("@")
+        rest, _, share = rest.partition("@")
+        bits, _, group = rest.partition("/")
         rows, cols, bits = *map(int, shape.split("x")), int(bits)
-        ms = [case_matrix(rng, rows, cols, bits) for _ in range(args.cycle)]
+        ms = [case_matrix(rng, rows, cols, bits, int(group or 64)) for _ in range(args.cycle)]
         for m in ms:
             m._bound()
         x = rng.standard_normal(cols).astype(np.float32)

@@ -27,6 +27,7 @@ def vq_matrix(rng, rows, cols, bits, dim, group):
 
 CASES = [("sq", bits, cols, group) for bits in range(1, 9) for cols, group in ((256, 64), (160, 64), (384, 128), (100, 32), (96, 48), (90, 30))]
 CASES += [("sq", bits, 1280, 64) for bits in (3, 4, 8)]  # more than 16 groups per row (set-up in chunks)
+CASES += [("sq", bits, 1280, 128) for bits in (2, 3, 8)]  # 128-code groups: several pairs in their own loop
 # short rows (LoRA-like factors, predictor MLPs, low-rank w2), multiplied 16 rows at a time
 CASES += [("sq", bits, cols, 64) for bits in (1, 2, 3, 4, 8) for cols in (64, 96, 128)]
 CASES += [("sq", bits, cols, group) for bits in (3, 8) for cols, group in ((128, 32), (128, 128), (192, 64))]
