@@ -4,7 +4,7 @@ The machine's speed drifts by tens of percent between minutes, so kernel changes
 by alternating calls of the old and new builds rather than by runs taken apart. OLD is the
 runtime folder of another checkout (e.g. `git worktree add /tmp/old 40d1ac3`, then
 --old /tmp/old/src/rwkvlite/runtime); NEW is this checkout's. For each case: a random
-scalar-quantized (group 64, or /GROUP) or fp16 matrix, `mv` over all rows or a sorted share of them,
+scalar-quantized (group 64, or /GROUP), vector-quantized (vqBITS: 2-D, group 256) or fp16 matrix, `mv` over all rows or a sorted share of them,
 --rounds rounds of --calls calls per build; reported: the median time per call of each
 build, the median of the per-round ratios new/old, and the largest difference between the
 two builds' outputs. --cycle K multiplies K different matrices in turn (K x the size beyond
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from rwkvlite.format.encodings import encode_dense, encode_sq
+from rwkvlite.format.encodings import encode_dense, encode_sq, encode_vq
 from rwkvlite.runtime import kernels
 from rwkvlite.runtime.matrix import matrix
 
@@ -40,9 +40,13 @@ def load(folder: str, threads: int):
     return lib
 
 
-def case_matrix(rng, rows: int, cols: int, bits: int, group: int = 64):
+def case_matrix(rng, rows: int, cols: int, bits: int, group: int = 64, vq: bool = False):
     if bits == 16:
         return matrix(*encode_dense(rng.standard_normal((rows, cols)).astype(np.float32)))
+    if vq:  # 2-D codebooks of 2^bits int8 centroids, one per group of columns
+        groups = cols // group
+        return matrix(*encode_vq(rng.integers(0, 2**bits, (rows, cols // 2)), rng.integers(-127, 128, (groups, 2**bits, 2)),
+                                 rng.uniform(0.005, 0.02, groups), bits, 2, group, [rows, cols]))
     groups = -(-cols // group)
     return matrix(*encode_sq(rng.integers(0, 2**bits, (rows, cols)), rng.uniform(0.01, 0.02, (rows, groups)),
                              rng.integers(0, 2**bits, (rows, groups)), bits, group, [rows, cols]))
@@ -52,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--old", required=True, help="runtime folder of the baseline checkout")
     ap.add_argument("--new", default=os.path.dirname(kernels.__file__))
-    ap.add_argument("--cases", nargs="+", default=CASES, help="ROWSxCOLS:BITS[/GROUP][@SHARE] (16 bits: fp16; group 64 unless given)")
+    ap.add_argument("--cases", nargs="+", default=CASES, help="ROWSxCOLS:[vq]BITS[/GROUP][@SHARE] (16 bits: fp16; vq: 2-D codebooks; group 64, vq 256, unless given)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--calls", type=int, default=50)
@@ -66,8 +70,9 @@ def main() -> None:
         shape, _, rest = case.partition(":")
         rest, _, share = rest.partition("@")
         bits, _, group = rest.partition("/")
-        rows, cols, bits = *map(int, shape.split("x")), int(bits)
-        ms = [case_matrix(rng, rows, cols, bits, int(group or 64)) for _ in range(args.cycle)]
+        vq = bits.startswith("vq")
+        rows, cols, bits = *map(int, shape.split("x")), int(bits.removeprefix("vq"))
+        ms = [case_matrix(rng, rows, cols, bits, int(group or (256 if vq else 64)), vq) for _ in range(args.cycle)]
         for m in ms:
             m._bound()
         x = rng.standard_normal(cols).astype(np.float32)
@@ -79,7 +84,7 @@ def main() -> None:
         times = {k: [] for k in libs}
         for _ in range(args.rounds):
             for k, lib in libs.items():
-                fn = lib.mv_f16 if bits == 16 else lib.mv_sq
+                fn = lib.mv_vq if vq else lib.mv_f16 if bits == 16 else lib.mv_sq
                 start = time.perf_counter()
                 for i in range(args.calls):
                     fn(*ms[i % len(ms)]._pre, kernels.ptr(x), kernels.ptr(y[k]), kernels.ptr(sel), n)

@@ -34,6 +34,7 @@ CASES += [("sq", bits, cols, group) for bits in (3, 8) for cols, group in ((128,
 CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("vq", 10, 256, 256), ("dense", 16, 100, None), ("dense", 16, 160, None)]
 # a shorter last group (RWKV-6's FFN width 2688 in groups of 256): table, gather and float paths
 CASES += [("vq", 6, 2688, 256), ("vq", 6, 672, 256), ("vq", 6, 264, 256)]
+CASES += [("vq", bits, 512, 256) for bits in (3, 4, 5)]  # fewer than 6 bits: the 64-entry tables repeat the centroids
 
 
 @pytest.fixture(params=["exact", "int16x"])

@@ -1234,6 +1234,30 @@ static float vq_group_float(const uint8_t *q, const int8_t *cb, int bits, int di
     return acc;
 }
 
+#if defined(HAVE_PERMW) && defined(__AVX512VBMI__)
+/* idx32's byte picks and shifts for `bits`-bit indices: 16-bit lane k takes the two bytes
+ * holding bits k bits .. k bits + bits (byte k bits / 8 and the next) and shifts them right by
+ * k bits % 8 */
+static void idx32_tables(int bits, __m512i *pick, __m512i *shift) {
+    uint8_t p[64];
+    uint16_t s[32];
+    for (int k = 0; k < 32; k++) {
+        p[2 * k] = (uint8_t)(k * bits / 8), p[2 * k + 1] = (uint8_t)(k * bits / 8 + 1);
+        s[k] = (uint16_t)(k * bits % 8);
+    }
+    *pick = _mm512_loadu_si512(p), *shift = _mm512_loadu_si512(s);
+}
+
+/* indices v..v+32 of a row (v a multiple of 32; bits <= 8) as 16-bit lanes, each index in its
+ * lane's low bits with other bits above it (which vpermt2w ignores: it reads the low 6): one
+ * byte permutation and one variable shift, where two unpack16 and an insert took seven
+ * instructions. The masked load reads only the 4 bits bytes of the 32 indices. */
+static inline __m512i idx32(const uint8_t *q, int64_t v, int bits, __m512i pick, __m512i shift) {
+    const __m512i raw = _mm512_maskz_loadu_epi8((__mmask64)((1ULL << (4 * bits)) - 1), q + v / 8 * bits);
+    return _mm512_srlv_epi16(_mm512_permutexvar_epi8(pick, raw), shift);
+}
+#endif
+
 void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book, const f16 *bscale, int bits, int dim,
            int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows, int64_t n) {
     int64_t K = (int64_t)1 << bits, nvec = cols / dim, per_group = group / dim, ngroups = (nvec + per_group - 1) / per_group;
@@ -1259,9 +1283,9 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
     if (xq && bits <= 6 && per_group % 32 == 0 && nvec % per_group % 32 == 0 &&
         (tables = calloc(ngroups * 128, sizeof *tables)) && (xeo = malloc(ngroups * group * sizeof *xeo))) {
         for (int64_t g = 0; g < ngroups; g++)
-            for (int64_t k = 0; k < K; k++) {
-                tables[g * 128 + k] = book[(g * K + k) * 2];
-                tables[g * 128 + 64 + k] = book[(g * K + k) * 2 + 1];
+            for (int64_t k = 0; k < 64; k++) {  /* entry k: centroid k mod K (idx32 leaves bits above an index) */
+                tables[g * 128 + k] = book[(g * K + k % K) * 2];
+                tables[g * 128 + 64 + k] = book[(g * K + k % K) * 2 + 1];
             }
         for (int64_t v = 0; v < nvec; v++) {  /* per group: its even columns, then its odd ones */
             int64_t g = v / per_group, j = v % per_group;
@@ -1270,6 +1294,10 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
         }
     }
     const int table_lookup = xeo != NULL;
+#ifdef __AVX512VBMI__
+    __m512i pick, shift;
+    idx32_tables(bits, &pick, &shift);
+#endif
 #else
     const int table_lookup = 0;
 #endif
@@ -1287,25 +1315,30 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
         (void)avail;  /* read by the SIMD paths only */
         const uint8_t *q = Q + r * qstride;
         float total = 0.f;
+#ifdef HAVE_PERMW
+        __m512 lanes = _mm512_setzero_ps();
+#endif
         for (int64_t g = 0; g < ngroups; g++) {
             int64_t v0 = g * per_group, v1 = MIN(nvec, v0 + per_group);
 #ifdef HAVE_PERMW
-            if (xeo) {
+            if (xeo) {  /* the groups' sums in 16 float lanes, added up once per row (below) */
                 const int16_t *t = tables + g * 128, *xe = xeo + g * group, *xo = xe + per_group;
                 const __m512i t0a = _mm512_loadu_si512(t), t0b = _mm512_loadu_si512(t + 32);
                 const __m512i t1a = _mm512_loadu_si512(t + 64), t1b = _mm512_loadu_si512(t + 96);
-                __m512i acc = _mm512_setzero_si512();
+                __m512i acc = _mm512_setzero_si512(), acc1 = acc;
                 for (int64_t v = v0; v < v1; v += 32) {
-                    __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(unpack16(q, v, avail, &u)),
-                                                     unpack16(q, v + 16, avail, &u), 1);
-                    __m512i c0 = _mm512_permutex2var_epi16(t0a, idx, t0b), c1 = _mm512_permutex2var_epi16(t1a, idx, t1b);
-                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(c0, _mm512_loadu_si512(xe + (v - v0))));
-                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(c1, _mm512_loadu_si512(xo + (v - v0))));
+#ifdef __AVX512VBMI__
+                    const __m512i idx = idx32(q, v, bits, pick, shift);
+#else
+                    const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(unpack16(q, v, avail, &u)),
+                                                           unpack16(q, v + 16, avail, &u), 1);
+#endif
+                    acc = DOT16X(acc, _mm512_permutex2var_epi16(t0a, idx, t0b), _mm512_loadu_si512(xe + (v - v0)));
+                    acc1 = DOT16X(acc1, _mm512_permutex2var_epi16(t1a, idx, t1b), _mm512_loadu_si512(xo + (v - v0)));
                 }
-                /* lanes stay below 2^31 (group/64 sums of 4 products each); their total may not */
-                total += (float)bscale[g] * xs[g] *
-                         (float)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)),
-                                                                         _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1))));
+                /* each lane sums group/32 products of at most 127 * 32767: below 2^31 for groups up to 4096 */
+                lanes = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, acc1)),
+                                        _mm512_set1_ps((float)bscale[g] * xs[g]), lanes);
                 continue;
             }
 #endif
@@ -1330,6 +1363,9 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
 #endif
             total += (float)bscale[g] * vq_group_float(q, book + g * K * dim, bits, dim, v0, v1, x);
         }
+#ifdef HAVE_PERMW
+        total += _mm512_reduce_add_ps(lanes);
+#endif
         y[i] = total;
     }
 #ifdef HAVE_PERMW
