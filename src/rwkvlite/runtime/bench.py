@@ -49,4 +49,13 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0, t
             "decode_ms_per_token_median": 1e3 * float(np.median(times)),
             "decode_tokens_per_s": gen_tokens / decode_s, "bytes_read_per_token": reads["total"],
             "bytes_read_detail": reads, "file_bytes": os.path.getsize(path), "gen_tokens": gen_tokens,
-            "torch_imported": "torch" in sys.modules, "kernels": "c" if kernels.lib() is not None else "numpy"}
+            "torch_imported": "torch" in sys.modules, "kernels": "c" if kernels.lib() is not None else "numpy",
+            "process_threads": _threads()}
+
+
+def _threads() -> int | None:
+    """The process's threads now (Linux): the kernels' OpenMP team and any BLAS workers."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
