@@ -197,7 +197,9 @@ def cmd_chat(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from . import runtime  # noqa: F401  before numpy (which .format imports): BLAS held to one thread
+    import importlib
+
+    importlib.import_module(".runtime", __package__)  # before numpy, which .format imports: BLAS held to one thread
     from .format import is_compressed
 
     if is_compressed(args.model):  # the lean runtime, in this torch-free process
