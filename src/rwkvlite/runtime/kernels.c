@@ -1336,7 +1336,8 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
                     acc = DOT16X(acc, _mm512_permutex2var_epi16(t0a, idx, t0b), _mm512_loadu_si512(xe + (v - v0)));
                     acc1 = DOT16X(acc1, _mm512_permutex2var_epi16(t1a, idx, t1b), _mm512_loadu_si512(xo + (v - v0)));
                 }
-                /* each lane sums group/32 products of at most 127 * 32767: below 2^31 for groups up to 4096 */
+                /* a lane of the two chains sums group/16 products of at most 128 * 32767: below 2^31 for
+                 * groups up to 4096 (their sum over lanes may not be: it is taken in float) */
                 lanes = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, acc1)),
                                         _mm512_set1_ps((float)bscale[g] * xs[g]), lanes);
                 continue;
