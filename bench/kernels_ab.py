@@ -10,7 +10,7 @@ build, the median of the per-round ratios new/old, and the largest difference be
 two builds' outputs. --cycle K multiplies K different matrices in turn (K x the size beyond
 the caches: memory-bound rather than compute-bound).
 
-usage: python bench/kernels_ab.py --old DIR [--threads 1] [--rounds 30] [--calls 50]
+usage: python bench/kernels_ab.py --old DIR [--threads 1] [--rounds 30] [--calls 50] [--axpy]
                                   [--cases 3072x768:3 1024x1024:3/128 768x96:3 ...] [--cycle 1]
 """
 from __future__ import annotations
@@ -61,11 +61,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--cycle", type=int, default=1, help="matrices per case, multiplied in turn")
+    ap.add_argument("--axpy", action="store_true", help="y += sum_i a_i W[row_i] (rmv: LoRA factors, FFN values) "
+                                                        "instead of y = W x")
     args = ap.parse_args()
     libs = {k: load(getattr(args, k), args.threads) for k in ("old", "new")}
     rng = np.random.default_rng(0)
     print(f"threads {args.threads}, {args.rounds} rounds of {args.calls} calls, {args.cycle} matrices per case")
-    print(f"{'case':18s} {'old us':>9s} {'new us':>9s} {'new/old':>8s} {'max diff':>9s}")
+    print(f"{'case':18s} {'old us':>9s} {'new us':>9s} {'new/old':>8s} {'max diff':>9s} {'of max':>8s}")
     for case in args.cases:
         shape, _, rest = case.partition(":")
         rest, _, share = rest.partition("@")
@@ -75,23 +77,28 @@ def main() -> None:
         ms = [case_matrix(rng, rows, cols, bits, int(group or (256 if vq else 64)), vq) for _ in range(args.cycle)]
         for m in ms:
             m._bound()
-        x = rng.standard_normal(cols).astype(np.float32)
         sel = None
         if share:
             sel = np.sort(rng.choice(rows, int(rows * float(share)), replace=False)).astype(np.int32)
         n = rows if sel is None else len(sel)
-        y = {k: np.zeros(n, np.float32) for k in libs}
+        x = rng.standard_normal(n if args.axpy else cols).astype(np.float32)
+        y = {k: np.zeros(cols if args.axpy else n, np.float32) for k in libs}
         times = {k: [] for k in libs}
         for _ in range(args.rounds):
             for k, lib in libs.items():
-                fn = lib.mv_vq if vq else lib.mv_f16 if bits == 16 else lib.mv_sq
+                kind = "vq" if vq else "f16" if bits == 16 else "sq"
+                fn = getattr(lib, f"{'axpy' if args.axpy else 'mv'}_{kind}")
                 start = time.perf_counter()
                 for i in range(args.calls):
                     fn(*ms[i % len(ms)]._pre, kernels.ptr(x), kernels.ptr(y[k]), kernels.ptr(sel), n)
                 times[k].append((time.perf_counter() - start) / args.calls * 1e6)
+        for k, lib in libs.items():  # the outputs compared: one call each, from zero
+            y[k][:] = 0
+            fn = getattr(lib, f"{'axpy' if args.axpy else 'mv'}_{kind}")
+            fn(*ms[0]._pre, kernels.ptr(x), kernels.ptr(y[k]), kernels.ptr(sel), n)
         ratio = float(np.median(np.array(times["new"]) / np.array(times["old"])))
         print(f"{case:18s} {np.median(times['old']):9.1f} {np.median(times['new']):9.1f} {ratio:8.3f} "
-              f"{float(np.abs(y['new'] - y['old']).max()):9.2e}")
+              f"{float(np.abs(y['new'] - y['old']).max()):9.2e} {float(np.abs(y['old']).max()):8.2e}")
 
 
 if __name__ == "__main__":
