@@ -31,7 +31,8 @@ CASES += [("sq", bits, 1280, 128) for bits in (2, 3, 8)]  # 128-code groups: sev
 # short rows (LoRA-like factors, predictor MLPs, low-rank w2), multiplied 16 rows at a time
 CASES += [("sq", bits, cols, 64) for bits in (1, 2, 3, 4, 8) for cols in (64, 96, 128)]
 CASES += [("sq", bits, cols, group) for bits in (3, 8) for cols, group in ((128, 32), (128, 128), (192, 64))]
-CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("vq", 10, 256, 256), ("dense", 16, 100, None), ("dense", 16, 160, None)]
+CASES += [("vq", 6, 256, 128), ("vq", 4, 100, 50), ("vq", 10, 256, 256), ("dense", 16, 100, None), ("dense", 16, 160, None),
+          ("dense", 16, 1000, None)]  # fp16 rows longer than 256: axpy split by columns, 128 at a time
 # a shorter last group (RWKV-6's FFN width 2688 in groups of 256): table, gather and float paths
 CASES += [("vq", 6, 2688, 256), ("vq", 6, 672, 256), ("vq", 6, 264, 256)]
 CASES += [("vq", bits, 512, 256) for bits in (3, 4, 5)]  # fewer than 6 bits: the 64-entry tables repeat the centroids
