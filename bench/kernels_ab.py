@@ -44,7 +44,7 @@ def case_matrix(rng, rows: int, cols: int, bits: int, group: int = 64, vq: bool 
     if bits == 16:
         return matrix(*encode_dense(rng.standard_normal((rows, cols)).astype(np.float32)))
     if vq:  # 2-D codebooks of 2^bits int8 centroids, one per group of columns
-        groups = cols // group
+        groups = -(-cols // group)
         return matrix(*encode_vq(rng.integers(0, 2**bits, (rows, cols // 2)), rng.integers(-127, 128, (groups, 2**bits, 2)),
                                  rng.uniform(0.005, 0.02, groups), bits, 2, group, [rows, cols]))
     groups = -(-cols // group)
@@ -84,18 +84,17 @@ def main() -> None:
         x = rng.standard_normal(n if args.axpy else cols).astype(np.float32)
         y = {k: np.zeros(cols if args.axpy else n, np.float32) for k in libs}
         times = {k: [] for k in libs}
+        name = f"{'axpy' if args.axpy else 'mv'}_{'vq' if vq else 'f16' if bits == 16 else 'sq'}"
         for _ in range(args.rounds):
             for k, lib in libs.items():
-                kind = "vq" if vq else "f16" if bits == 16 else "sq"
-                fn = getattr(lib, f"{'axpy' if args.axpy else 'mv'}_{kind}")
+                fn = getattr(lib, name)
                 start = time.perf_counter()
                 for i in range(args.calls):
                     fn(*ms[i % len(ms)]._pre, kernels.ptr(x), kernels.ptr(y[k]), kernels.ptr(sel), n)
                 times[k].append((time.perf_counter() - start) / args.calls * 1e6)
         for k, lib in libs.items():  # the outputs compared: one call each, from zero
             y[k][:] = 0
-            fn = getattr(lib, f"{'axpy' if args.axpy else 'mv'}_{kind}")
-            fn(*ms[0]._pre, kernels.ptr(x), kernels.ptr(y[k]), kernels.ptr(sel), n)
+            getattr(lib, name)(*ms[0]._pre, kernels.ptr(x), kernels.ptr(y[k]), kernels.ptr(sel), n)
         ratio = float(np.median(np.array(times["new"]) / np.array(times["old"])))
         print(f"{case:18s} {np.median(times['old']):9.1f} {np.median(times['new']):9.1f} {ratio:8.3f} "
               f"{float(np.abs(y['new'] - y['old']).max()):9.2e} {float(np.abs(y['old']).max()):8.2e}")

@@ -199,7 +199,9 @@ def cmd_chat(args) -> None:
 def cmd_bench(args) -> None:
     import importlib
 
-    importlib.import_module(".runtime", __package__)  # before numpy, which .format imports: BLAS held to one thread
+    # the lean runtime before numpy (which .format imports): numpy's BLAS held to one thread, for the
+    # PyTorch path too, which does not use numpy's BLAS
+    importlib.import_module(".runtime", __package__)
     from .format import is_compressed
 
     if is_compressed(args.model):  # the lean runtime, in this torch-free process

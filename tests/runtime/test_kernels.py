@@ -122,6 +122,9 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     short = matrix(short_entry, short_arrays)
     lora_entry, lora_arrays = sq_matrix(rng, 1000, 64, 3, 64)  # a LoRA factor [in, r]: rows split by thread
     lora = matrix(lora_entry, lora_arrays)
+    # fp16 rows of 1000 columns: each thread's share of the columns (the last one's not a multiple of 16)
+    f16_entry, f16_arrays = encode_dense(rng.standard_normal((200, 1000)))
+    f16 = matrix(f16_entry, f16_arrays)
     a = rng.standard_normal(1000).astype(np.float32)
     sub = np.sort(rng.choice(1000, 700, replace=False)).astype(np.int32)
     x = rng.standard_normal(512).astype(np.float32)
@@ -138,6 +141,8 @@ def test_threads_split_the_work_without_changing_it(n_threads):
         lora.axpy(a[:700], got_lora_sub, sub)
         y = np.zeros(512, np.float32)
         m.axpy(x, y)
+        got_f16 = np.ones(1000, np.float32)
+        f16.axpy(a[:200], got_f16)
     finally:
         kernels.set_threads(before)
     W = decode(entry, arrays).astype(np.float64)
@@ -148,6 +153,8 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     for got, want in ((got_lora, 1 + a @ Wl), (got_lora_sub, 1 + a[:700] @ Wl[sub])):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
     np.testing.assert_allclose(y, x @ W, rtol=1e-4, atol=1e-4 * np.abs(x @ W).max())
+    want = 1 + a[:200] @ decode(f16_entry, f16_arrays).astype(np.float64)
+    np.testing.assert_allclose(got_f16, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 def test_time_mix_kernel_equals_the_numpy_equations(monkeypatch):
