@@ -31,8 +31,7 @@ CASES = ["3072x768:3", "3072x768:2", "3072x768:4", "3072x768:8", "3072x64:3", "7
 
 def load(folder: str, threads: int):
     """The kernels of a runtime folder, compiled and cached as the runtime compiles its own."""
-    sources = [os.path.join(folder, n) for n in ("kernels.c", "blocks.c", "rwkv7.c", "rwkv6.c", "rwkv4.c")]
-    path = kernels.build([p for p in sources if os.path.exists(p)], os.path.join(folder, "kernels.h"))
+    path = kernels.build(kernels.sources(folder), os.path.join(folder, "kernels.h"))
     if path is None:
         raise SystemExit(f"could not compile the kernels in {folder}")
     lib = kernels.load(path)

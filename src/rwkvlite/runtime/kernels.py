@@ -14,6 +14,7 @@ The kernels use OpenMP threads when the compiler has it: RWKVLITE_THREADS=N sets
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import shutil
 import subprocess
@@ -22,7 +23,15 @@ import tempfile
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = [os.path.join(HERE, name) for name in ("kernels.c", "blocks.c", "rwkv7.c", "rwkv6.c", "rwkv4.c")]
+
+
+def sources(folder: str = HERE) -> list[str]:
+    """A runtime folder's C sources: every .c file in it (kernels.c, blocks.c, rwkv7.c, rwkv6.c,
+    rwkv4.c here; pyproject.toml ships them by the same pattern), in a fixed order."""
+    return sorted(glob.glob(os.path.join(folder, "*.c")))
+
+
+SOURCES = sources()
 HEADER = os.path.join(HERE, "kernels.h")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"]
 OPENMP = ["-fopenmp"]

@@ -1,0 +1,20 @@
+"""What a wheel ships: the lean runtime compiles its C sources on the user's machine, so every
+one of them must be package data (an installed rwkvlite without rwkv4.c failed to build any)."""
+import fnmatch
+import os
+
+import pytest
+
+from rwkvlite.runtime import kernels
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_every_c_source_and_header_is_package_data():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]["rwkvlite"]
+    package = os.path.dirname(os.path.dirname(kernels.__file__))
+    files = [os.path.relpath(p, package) for p in kernels.SOURCES + [kernels.HEADER]]
+    assert len(kernels.SOURCES) >= 5  # kernels, blocks and one per RWKV generation (4, 5/6, 7)
+    assert [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []
