@@ -236,6 +236,10 @@ class OneCall:
         self.predictor = Predictor(w, f"{p}.ffn.key", spec) if spec else None
         self.active_total = self.values_total = 0  # FFN key rows computed, value rows read
 
+    def zero_wkv(self) -> np.ndarray:
+        """This block's WKV state before any token, [H][N][N] (Block4 has its own)."""
+        return np.zeros((self.H, self.N, self.N), np.float32)
+
     def count(self, counts: int) -> None:
         """Add a C step's FFN_COUNTS (kernels.h): key rows computed, and value rows read in the
         high 32 bits."""
@@ -531,10 +535,10 @@ class Block4(OneCall):
         self.channel_mix_weights(w, p, structure)
         self.bind()
 
-    @staticmethod
-    def zero_wkv(A: int) -> np.ndarray:
-        S = np.zeros((3, A), np.float32)
-        S[2] = -1e38  # pp: the log-scale of an empty sum
+    def zero_wkv(self) -> np.ndarray:
+        """Rows aa, bb, pp: two empty sums and their log-scale, -1e38."""
+        S = np.zeros((3, len(self.u)), np.float32)
+        S[2] = -1e38
         return S
 
     def _native(self):
@@ -688,13 +692,7 @@ class Runtime:
 
     def zero_state(self) -> list[dict]:
         C = self.config["n_embd"]
-        A = self.config.get("dim_att") or C
-        if isinstance(self.blocks[0], Block4):
-            wkv = lambda: Block4.zero_wkv(A)  # noqa: E731
-        else:
-            N = self.config["head_size"]
-            wkv = lambda: np.zeros((A // N, N, N), np.float32)  # noqa: E731
-        return [{"att": np.zeros(C, np.float32), "ffn": np.zeros(C, np.float32), "wkv": wkv()} for _ in self.blocks]
+        return [{"att": np.zeros(C, np.float32), "ffn": np.zeros(C, np.float32), "wkv": b.zero_wkv()} for b in self.blocks]
 
     def step(self, token: int, state: list[dict] | None = None, inplace: bool = False) -> tuple[np.ndarray, list[dict]]:
         """Logits [V] (float32) after `token`, and the new state. The old state is not modified,
@@ -760,10 +758,8 @@ class Runtime:
         t = max(1, self.tokens)
         total = sum(e["bytes"] for e in self.w.entries.values())
         ffn = head = 0.0
-        for b in self.blocks:  # key rows computed; value rows read (a value matrix stored [C, F] whole)
-            F = b.fk.rows
-            ffn += b.fk.nbytes * (1 if b.predictor is None else b.active_total / t / F)
-            ffn += b.fv.nbytes * (b.values_total / t / F if b.fv.transposed else 1)
+        for b in self.blocks:  # the rows counted (count, sparse_ffn): key rows computed, value rows read
+            ffn += (b.fk.nbytes * b.active_total + b.fv.nbytes * b.values_total) / t / b.fk.rows
         head_bytes = self.head.W.nbytes
         head = head_bytes * self.head.rows_total / t / self.head.W.rows
         emb = self.w.entries["emb.weight"]["bytes"]
