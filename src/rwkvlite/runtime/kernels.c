@@ -257,9 +257,11 @@ static int share_threads(int64_t work) {
 #define NUM_THREADS 1
 #endif
 
+/* y[c..c + L k) += sum_i a_i W[row_i][c..c + L k), k <= 8, for L = 16 (AVX-512) or 8 (AVX2)
+ * columns a vector: the k vectors of y held in registers while the rows stream past, two
+ * instructions per vector of weights */
 #ifdef HAVE_PERMW
-/* y[c..c + 16 k) += sum_i a_i W[row_i][c..c + 16 k), k <= 8: the k x 16 columns of y held in
- * registers while the rows stream past, two instructions per 16 weights */
+#define F16_LANES 16
 static inline __attribute__((always_inline)) void f16_block(const f16 *W, int64_t cols, const float *a, float *y,
                                                             const int32_t *rows, int64_t n, int64_t c, const int k) {
     __m512 acc[8];
@@ -272,59 +274,46 @@ static inline __attribute__((always_inline)) void f16_block(const f16 *W, int64_
     }
     for (int j = 0; j < k; j++) _mm512_storeu_ps(y + c + 16 * j, _mm512_add_ps(_mm512_loadu_ps(y + c + 16 * j), acc[j]));
 }
+#elif defined(HAVE_AVX2)
+#define F16_LANES 8
+static inline __attribute__((always_inline)) void f16_block(const f16 *W, int64_t cols, const float *a, float *y,
+                                                            const int32_t *rows, int64_t n, int64_t c, const int k) {
+    __m256 acc[8];
+    for (int j = 0; j < k; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i++) {
+        const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols + c;
+        const __m256 va = _mm256_set1_ps(a[i]);
+        for (int j = 0; j < k; j++)
+            acc[j] = _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 8 * j))), acc[j]);
+    }
+    for (int j = 0; j < k; j++) _mm256_storeu_ps(y + c + 8 * j, _mm256_add_ps(_mm256_loadu_ps(y + c + 8 * j), acc[j]));
+}
 #endif
 
-/* y[c0..c1) += sum_i a_i W[row_i][c0..c1): with AVX-512 in blocks of 128 columns kept in
- * registers over all the rows (f16_block); otherwise row by row, y read and written per row */
+/* y[c0..c1) += sum_i a_i W[row_i][c0..c1): in blocks of 8 vectors of columns kept in registers
+ * over all the rows (f16_block), the columns left over row by row */
 static void axpy_f16_cols(const f16 *W, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n,
                           int64_t c0, int64_t c1) {
     int64_t c = c0;
-#ifdef HAVE_PERMW
-    for (; c + 128 <= c1; c += 128) f16_block(W, cols, a, y, rows, n, c, 8);
-    if (c + 16 <= c1) {
-        const int k = (int)((c1 - c) / 16);
+#ifdef F16_LANES
+    for (; c + 8 * F16_LANES <= c1; c += 8 * F16_LANES) f16_block(W, cols, a, y, rows, n, c, 8);
+    if (c + F16_LANES <= c1) {
+        const int k = (int)((c1 - c) / F16_LANES);
         f16_block(W, cols, a, y, rows, n, c, k);
-        c += 16 * k;
+        c += F16_LANES * k;
     }
 #endif
     for (int64_t i = 0; c < c1 && i < n; i++) {
         const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols;
-        const float ai = a[i];
-        int64_t d = c;
-#ifdef HAVE_AVX2
-        const __m256 va = _mm256_set1_ps(ai);
-        for (; d + 8 <= c1; d += 8)
-            _mm256_storeu_ps(y + d, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + d))),
-                                                    _mm256_loadu_ps(y + d)));
-#endif
-        for (; d < c1; d++) y[d] += ai * (float)w[d];
+        for (int64_t d = c; d < c1; d++) y[d] += a[i] * (float)w[d];
     }
 }
 
 void axpy_f16(const f16 *W, int64_t cols, const float *a, float *y, const int32_t *rows, int64_t n) {
-#ifdef HAVE_PERMW
     if (cols <= 256) {  /* many short rows (LoRA factors [in, r]): on one thread, a fork would cost more */
         axpy_f16_cols(W, cols, a, y, rows, n, 0, cols);
         return;
     }
-#elif defined(HAVE_AVX2)
-    if (cols % 16 == 0 && cols <= 256) {  /* many short rows (LoRA factors): y's columns stay in registers */
-        for (int64_t c0 = 0; c0 < cols; c0 += 64) {
-            const int chunks = (int)(MIN(64, cols - c0) / 8);
-            __m256 acc[8];
-            for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
-            for (int64_t i = 0; i < n; i++) {
-                const f16 *w = W + (int64_t)(rows ? rows[i] : i) * cols + c0;
-                __m256 va = _mm256_set1_ps(a[i]);
-                for (int j = 0; j < chunks; j++)
-                    acc[j] = _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 8 * j))), acc[j]);
-            }
-            for (int j = 0; j < chunks; j++)
-                _mm256_storeu_ps(y + c0 + 8 * j, _mm256_add_ps(_mm256_loadu_ps(y + c0 + 8 * j), acc[j]));
-        }
-        return;
-    }
-#endif
 #pragma omp parallel num_threads(share_threads(n * cols))
     {   /* threads split the columns (in whole 16-column chunks) */
         int64_t c0, c1;
