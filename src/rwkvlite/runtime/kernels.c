@@ -1308,7 +1308,7 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
      * looked up 32 indices at a time by vpermt2w; x split into even and odd columns */
     int16_t *tables = NULL, *xeo = NULL;
     if (xq && bits <= 6 && per_group % 32 == 0 && nvec % per_group % 32 == 0 &&
-        (tables = calloc(ngroups * 128, sizeof *tables)) && (xeo = malloc(ngroups * group * sizeof *xeo))) {
+        (tables = malloc(ngroups * 128 * sizeof *tables)) && (xeo = malloc(ngroups * group * sizeof *xeo))) {
         for (int64_t g = 0; g < ngroups; g++)
             for (int64_t k = 0; k < 64; k++) {  /* entry k: centroid k mod K (idx32 leaves bits above an index) */
                 tables[g * 128 + k] = book[(g * K + k % K) * 2];
@@ -1323,7 +1323,7 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
     const int table_lookup = xeo != NULL;
 #ifdef __AVX512VBMI__
     __m512i pick, shift;
-    idx32_tables(bits, &pick, &shift);
+    if (table_lookup) idx32_tables(bits, &pick, &shift);
 #endif
 #else
     const int table_lookup = 0;
@@ -1392,7 +1392,7 @@ void mv_vq(const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book
             total += (float)bscale[g] * vq_group_float(q, book + g * K * dim, bits, dim, v0, v1, x);
         }
 #ifdef HAVE_PERMW
-        total += _mm512_reduce_add_ps(lanes);
+        if (xeo) total += _mm512_reduce_add_ps(lanes);
 #endif
         y[i] = total;
     }
