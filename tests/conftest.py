@@ -43,6 +43,8 @@ def tokens():
     return torch.randint(0, 300, (1, 64), generator=torch.Generator().manual_seed(1))
 
 
-def run_cli(*args):
-    """Run `rwkvlite ARGS` in a fresh process; returns the CompletedProcess (text output)."""
-    return subprocess.run([sys.executable, "-m", "rwkvlite.cli", *map(str, args)], capture_output=True, text=True)
+def run_cli(*args, env=None, input=None):
+    """Run `rwkvlite ARGS` in a fresh process (env: its environment, default this one's; input:
+    its standard input); returns the CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, "-m", "rwkvlite.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, input=input)

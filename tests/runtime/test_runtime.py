@@ -438,13 +438,11 @@ def test_run_chat_and_bench_commands(source, tmp_path):
     r = run_cli("run", out, "--prompt", "Hello", "--max-tokens", "8", "--seed", "0", "--tokenizer", "bytes")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Hello") and "lean runtime" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "rwkvlite.cli", "chat", str(out), "--max-tokens", "5", "--seed", "1",
-                        "--tokenizer", "bytes"], input="hi\n\n", capture_output=True, text=True)
+    r = run_cli("chat", out, "--max-tokens", "5", "--seed", "1", "--tokenizer", "bytes", input="hi\n\n")
     assert r.returncode == 0, r.stderr
     result = tmp_path / "b.json"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}  # as a user's shell has it
-    r = subprocess.run([sys.executable, "-m", "rwkvlite.cli", "bench", str(out), "--gen-tokens", "8", "--threads", "1",
-                        "--json", str(result)], capture_output=True, text=True, env=env)
+    r = run_cli("bench", out, "--gen-tokens", "8", "--threads", "1", "--json", result, env=env)
     assert r.returncode == 0, r.stderr
     figures = json.loads(result.read_text())[0]["figures"]
     assert figures["torch_imported"] is False and figures["decode_ms_per_token"] > 0
