@@ -209,7 +209,8 @@ def cmd_bench(args) -> None:
 
         f = lean_bench(args.model, prompt_tokens=16 if args.prompt_tokens is None else args.prompt_tokens,
                        gen_tokens=args.gen_tokens, threads=args.threads)
-        print(f"lean runtime ({f['kernels']} kernels, {f['threads']} threads): load {f['load_s']:.2f} s   decode "
+        print(f"lean runtime ({f['kernels']} kernels, {f['threads']} threads): load {f['load_s']:.2f} s   prefill "
+              f"{f['prefill_ms_per_token']:.2f} ms/token (first touch of the file included)   decode "
               f"{f['decode_ms_per_token']:.2f} ms/token, median {f['decode_ms_per_token_median']:.2f} "
               f"({f['decode_tokens_per_s']:.1f} tok/s)   reads "
               f"{f['bytes_read_per_token'] / 1e6:.2f} MB/token")
@@ -361,9 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("bench", help="load time, peak RSS per phase and speed (compressed files: lean runtime)")
     p.add_argument("model")
-    p.add_argument("--prompt-tokens", dest="prompt_tokens", type=int, default=None,
+    p.add_argument("--prompt-tokens", dest="prompt_tokens", type=_positive_int, default=None,
                    help="tokens stepped before timing (default: 512; 16 for the lean runtime)")
-    p.add_argument("--gen-tokens", dest="gen_tokens", type=int, default=128)
+    p.add_argument("--gen-tokens", dest="gen_tokens", type=_positive_int, default=128)
     p.add_argument("--json", default=None)
     p.add_argument("--device", default=None)
     _add_threads(p)

@@ -281,6 +281,31 @@ def test_inplace_steps_equal_copying_steps(source, recipe):
         kept = new
 
 
+@pytest.mark.parametrize("recipe", ["int8", "lite"])
+def test_feeding_a_prompt_equals_stepping_it(source, recipe):
+    """feed(tokens) (a prompt) gives the last step's logits and state, leaves the state it is
+    given alone, and runs the head for the last token only."""
+    rt = Runtime(compressed(source, recipe))
+    prompt = [5, 17, 200, 5, 3]
+    start = [{k: v.copy() for k, v in st.items()} for st in rt.step(9)[1]]
+    kept = [{k: v.copy() for k, v in st.items()} for st in start]
+    state = start
+    for t in prompt:
+        want, state = rt.step(t, state)
+    head, calls = rt.head, []
+    rt.head = lambda h: calls.append(h) or head(h)
+    got, fed = rt.feed(prompt, start)
+    np.testing.assert_array_equal(got, want)
+    for a, b, c in zip(fed, state, start):
+        for n in ("att", "ffn", "wkv"):
+            np.testing.assert_array_equal(a[n], b[n])
+            assert a[n] is not c[n]
+    assert all(np.array_equal(a[n], b[n]) for a, b in zip(start, kept) for n in ("att", "ffn", "wkv"))
+    assert len(calls) == 1  # a prompt's other logits are not used
+    with pytest.raises(ValueError, match="at least one token"):
+        rt.feed([])
+
+
 def test_inplace_steps_follow_state_arrays_replaced_between_them(source):
     """In-place steps reuse the C calls' arguments made for the state's arrays; an array put in
     the state between steps (a reset layer, say) must be the one read and written next."""

@@ -77,10 +77,7 @@ def generate(runtime, tokenizer, prompt: str, max_tokens: int = 100, temperature
     when the caller stops early (it then holds every token fed so far). rng: a generator to
     draw from (a chat's turns share one), else one seeded with seed."""
     rng = rng or seeded(seed)
-    logits, own = None, False
-    for t in tokenizer.encode(prompt) or [0]:
-        logits, state = runtime.step(t, state, inplace=own)  # the caller's state is copied once
-        own = True
+    logits, state = runtime.feed(tokenizer.encode(prompt) or [0], state)  # the caller's state is copied
     runtime.state = state
     pieces = Utf8Pieces()
     for _ in range(max_tokens):

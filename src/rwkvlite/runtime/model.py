@@ -697,19 +697,30 @@ class Runtime:
     def step(self, token: int, state: list[dict] | None = None, inplace: bool = False) -> tuple[np.ndarray, list[dict]]:
         """Logits [V] (float32) after `token`, and the new state. The old state is not modified,
         unless inplace: then it is updated and returned (no new state allocated per token)."""
+        return self.feed([token], state, inplace)
+
+    def feed(self, tokens, state: list[dict] | None = None, inplace: bool = False) -> tuple[np.ndarray, list[dict]]:
+        """Logits after the last of `tokens` and the state after all of them (a prompt): the
+        same as stepping them one by one, but the head runs for the last token only, since a
+        prompt's other logits are not used (the head is a third of an fp16 0.1B token's bytes)."""
+        tokens = list(tokens)
+        if not tokens:
+            raise ValueError("feed needs at least one token")
         kernels.use_threads(self.threads)
         if state is None:
-            state = self.zero_state()
+            state, inplace = self.zero_state(), True
         elif not inplace:
-            state = [dict(s) for s in state]
-        x = self.emb(token)
-        if self.ln0 is not None:
-            x = layer_norm(x, *self.ln0)
-        if inplace and all(b.c is not None for b in self.blocks):
-            x = self._blocks_in_place(x, state)
-        else:
-            x = self._blocks(x, state, inplace)
-        self.tokens += 1
+            state = [dict(s) for s in state]  # the first token's step puts new arrays in these
+        for token in tokens:
+            x = self.emb(token)
+            if self.ln0 is not None:
+                x = layer_norm(x, *self.ln0)
+            if inplace and all(b.c is not None for b in self.blocks):
+                x = self._blocks_in_place(x, state)
+            else:
+                x = self._blocks(x, state, inplace)
+            inplace = True  # the state is now this call's own
+            self.tokens += 1
         return self.head(layer_norm(x, *self.ln_out).astype(np.float32)), state
 
     def _blocks(self, x, state: list[dict], inplace: bool) -> np.ndarray:
