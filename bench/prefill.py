@@ -1,7 +1,12 @@
-"""Prompt speed of the lean runtime: Runtime.feed (the head for the last token only) against
-stepping the prompt token by token (the head for every token, as before feed existed), in one
-process, alternating rounds so that both see the same minutes of this machine. The file is
-warmed first (its pages mapped in), so this is the steady prefill speed, not the first touch.
+"""Prompt speed of the lean runtime, three ways in one process, in rotating order so that all
+three see the same minutes of this machine:
+  stepped   the prompt stepped token by token (Runtime.step: the head for every token);
+  head once Runtime.feed with chunks of one token: the blocks as stepped, the head for the
+            last token only;
+  feed      Runtime.feed as it is: also chunks of Runtime.CHUNK tokens through each block
+            before the next (a block's weights read once per chunk, not per token).
+The file is warmed first (its pages mapped in), so this is the steady prefill speed, not the
+first touch. Ratios are per round against `stepped`; median and range.
 
 usage: python bench/prefill.py FILE [FILE ...] [--tokens 64] [--rounds 6] [--threads N]
 """
@@ -22,6 +27,17 @@ def stepped(rt, tokens):
     return logits
 
 
+def head_once(rt, tokens):
+    rt.CHUNK = 1
+    try:
+        return rt.feed(tokens)[0]
+    finally:
+        del rt.CHUNK  # the class's again
+
+
+WAYS = {"stepped": stepped, "head once": head_once, "feed": lambda rt, tokens: rt.feed(tokens)[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+")
@@ -29,21 +45,26 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    print(f"{'file':48} {'stepped ms/token':>16} {'feed ms/token':>14} {'feed/stepped (range)':>22}")
+    names = list(WAYS)
+    print(f"ms/token, median of {args.rounds} rounds of {args.tokens} prompt tokens; (x stepped: median, range)")
+    print(f"{'file':40} " + " ".join(f"{n:>26}" for n in names))
     for path in args.files:
         rt = Runtime(path, threads=args.threads)
         rng = random.Random(0)
         tokens = [rng.randrange(1, rt.config["vocab_size"]) for _ in range(args.tokens)]
         stepped(rt, tokens)  # warm: every page a prompt touches mapped in
-        times = {"stepped": [], "feed": []}
+        times = {n: [] for n in names}
         for r in range(args.rounds):
-            for name in (("stepped", "feed") if r % 2 == 0 else ("feed", "stepped")):
+            for n in names[r % 3:] + names[:r % 3]:
                 start = time.perf_counter()
-                stepped(rt, tokens) if name == "stepped" else rt.feed(tokens)
-                times[name].append(1e3 * (time.perf_counter() - start) / len(tokens))
-        ratios = [f / s for f, s in zip(times["feed"], times["stepped"])]
-        print(f"{path[-48:]:48} {statistics.median(times['stepped']):16.2f} {statistics.median(times['feed']):14.2f} "
-              f"{statistics.median(ratios):10.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+                WAYS[n](rt, tokens)
+                times[n].append(1e3 * (time.perf_counter() - start) / len(tokens))
+        cells = []
+        for n in names:
+            ratios = [t / s for t, s in zip(times[n], times["stepped"])]
+            cells.append(f"{statistics.median(times[n]):7.2f} ({statistics.median(ratios):.2f}, "
+                         f"{min(ratios):.2f}-{max(ratios):.2f})")
+        print(f"{path[-40:]:40} " + " ".join(f"{c:>26}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

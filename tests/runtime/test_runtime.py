@@ -281,14 +281,22 @@ def test_inplace_steps_equal_copying_steps(source, recipe):
         kept = new
 
 
-@pytest.mark.parametrize("recipe", ["int8", "lite"])
-def test_feeding_a_prompt_equals_stepping_it(source, recipe):
-    """feed(tokens) (a prompt) gives the last step's logits and state, leaves the state it is
-    given alone, and runs the head for the last token only."""
-    rt = Runtime(compressed(source, recipe))
-    prompt = [5, 17, 200, 5, 3]
-    start = [{k: v.copy() for k, v in st.items()} for st in rt.step(9)[1]]
-    kept = [{k: v.copy() for k, v in st.items()} for st in start]
+@pytest.mark.parametrize("version,recipe", [("7", "int8"), ("7", "lite"), ("6", "lite-int4"), ("4", "int8")])
+@pytest.mark.parametrize("path", ["c", "numpy"])
+def test_feeding_a_prompt_equals_stepping_it(sources, version, recipe, path, monkeypatch):
+    """feed(tokens) (a prompt: in C, chunks of tokens block by block) gives the last step's
+    logits and state bit for bit, leaves the state it is given alone, and runs the head for
+    the last token only."""
+    rt = Runtime(compressed(sources(version), recipe))
+    if path == "c" and any(b.c is None for b in rt.blocks):
+        pytest.skip("no C compiler")
+    if path == "numpy":
+        for b in rt.blocks:
+            monkeypatch.setattr(b, "c", None)
+    monkeypatch.setattr(rt, "CHUNK", 3)  # a prompt of whole and partial chunks
+    prompt = [5, 17, 200, 5, 3, 99, 1]
+    start = rt.step(9)[1]
+    kept = [{n: v.copy() for n, v in st.items()} for st in start]
     state = start
     for t in prompt:
         want, state = rt.step(t, state)

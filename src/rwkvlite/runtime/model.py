@@ -657,6 +657,8 @@ class Runtime:
     threads: the C kernels' threads (default one per core, or RWKVLITE_THREADS), this
     runtime's own: another Runtime in the process may use another number."""
 
+    CHUNK = 64  # prompt tokens that go through a block together (feed)
+
     def __init__(self, path, verify: bool = True, cache_rows: int = 1024, threads: int | None = None):
         kernels.set_threads(threads)
         self.threads = kernels.threads()
@@ -675,9 +677,10 @@ class Runtime:
             rows = np.empty(max(b.fk.rows for b in native), np.int32)
             for b in native:
                 b.use_workspace(work, rows)
-        # in-place steps with every block in C: x and v_first in buffers of the runtime's own, and
-        # the calls' arguments made once per state (_calls), not per block and token (~20 us each)
-        self._x, self._v_first = np.empty(cfg["n_embd"], np.float32), np.empty(cfg["n_embd"], np.float32)
+        # in-place steps with every block in C: x and v_first in buffers of the runtime's own, a row
+        # per token of a chunk, and the calls' arguments made once per state (_calls), not per block
+        # and token (~20 us each)
+        self._X, self._V = (np.empty((self.CHUNK, cfg["n_embd"]), np.float32) for _ in range(2))  # pages touched as used
         self._calls = (None, None)
         folded = "fold_ln0" in structure
         self.ln0 = None if folded else (self.w.vec("blocks.0.ln0.weight"), self.w.vec("blocks.0.ln0.bias"))
@@ -701,27 +704,31 @@ class Runtime:
 
     def feed(self, tokens, state: list[dict] | None = None, inplace: bool = False) -> tuple[np.ndarray, list[dict]]:
         """Logits after the last of `tokens` and the state after all of them (a prompt): the
-        same as stepping them one by one, but the head runs for the last token only, since a
-        prompt's other logits are not used (the head is a third of an fp16 0.1B token's bytes)."""
+        same as stepping them one by one, bit for bit, in less time. The head runs for the last
+        token only (a prompt's other logits are not used), and with every block in C up to
+        CHUNK tokens go through one block before the next block starts, so that a block's
+        weights are read from memory once per chunk rather than once per token
+        (bench/prefill.py)."""
         tokens = list(tokens)
         if not tokens:
             raise ValueError("feed needs at least one token")
         kernels.use_threads(self.threads)
         if state is None:
-            state, inplace = self.zero_state(), True
+            state = self.zero_state()
         elif not inplace:
-            state = [dict(s) for s in state]  # the first token's step puts new arrays in these
-        for token in tokens:
-            x = self.emb(token)
-            if self.ln0 is not None:
-                x = layer_norm(x, *self.ln0)
-            if inplace and all(b.c is not None for b in self.blocks):
-                x = self._blocks_in_place(x, state)
-            else:
-                x = self._blocks(x, state, inplace)
-            inplace = True  # the state is now this call's own
-            self.tokens += 1
+            state = [{k: v.copy() for k, v in s.items()} for s in state]
+        if all(b.c is not None for b in self.blocks):
+            for i in range(0, len(tokens), self.CHUNK):
+                x = self._blocks_in_place(tokens[i:i + self.CHUNK], state)
+        else:
+            for token in tokens:
+                x = self._blocks(self._embed(token), state, True)
+        self.tokens += len(tokens)
         return self.head(layer_norm(x, *self.ln_out).astype(np.float32)), state
+
+    def _embed(self, token: int) -> np.ndarray:
+        x = self.emb(token)
+        return x if self.ln0 is None else layer_norm(x, *self.ln0)
 
     def _blocks(self, x, state: list[dict], inplace: bool) -> np.ndarray:
         """x through the blocks one call each (numpy or C), state given the new state."""
@@ -730,13 +737,25 @@ class Runtime:
             x, v_first = block(x, st, v_first, inplace)
         return x
 
-    def _blocks_in_place(self, x, state: list[dict]) -> np.ndarray:
-        """The same with every block in C and the state stepped in place: the calls' arguments
-        made once (_calls_for), x in the runtime's buffer."""
-        np.copyto(self._x, x)
+    def _blocks_in_place(self, tokens: list[int], state: list[dict]) -> np.ndarray:
+        """The same for up to CHUNK tokens with every block in C and the state stepped in
+        place, block by block: each block steps every token (its state in token order) before
+        the next block starts. Rows of self._X hold the tokens' x, of self._V their v_first
+        (RWKV-7); the first token's calls are made once (_calls_for), the others' point further
+        into those buffers. Returns the last token's x."""
+        X = self._X
+        for t, token in enumerate(tokens):
+            X[t] = self._embed(token)
+        row = X.strides[0]
         for block, args in zip(self.blocks, self._calls_for(state)):
             block.count(block.c(*args))
-        return self._x
+            x, v = args[1], args[8] if isinstance(block, Block) else None
+            for t in range(1, len(tokens)):
+                if v is None:
+                    block.count(block.c(args[0], x + t * row, *args[2:]))
+                else:
+                    block.count(block.c(args[0], x + t * row, *args[2:8], v + t * row, *args[9:]))
+        return X[len(tokens) - 1]
 
     def _calls_for(self, state: list[dict]) -> list[tuple]:
         """Each C block's arguments for stepping `state` in place, made again only when one of its
@@ -749,7 +768,7 @@ class Runtime:
                 if a.dtype != np.float32 or not a.flags.c_contiguous:
                     raise ValueError("state arrays must be C-contiguous float32 (Runtime.zero_state, step)")
             ptr = kernels.ptr
-            xp, vp = ptr(self._x), ptr(self._v_first)
+            xp, vp = ptr(self._X), ptr(self._V)
             calls = []
             for b, st in zip(self.blocks, state):
                 att, ffn, wkv = ptr(st["att"]), ptr(st["ffn"]), ptr(st["wkv"])
