@@ -37,3 +37,16 @@ def test_readme_commands_and_ci_agree():
     assert len(commands) == 2, "README must start with two command blocks"
     ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
     assert commands[1].strip() in ci, "the README's test command must be what .ci/run calls"
+
+
+def test_counts_below_their_least_are_one_line_errors():
+    """A zero or negative count (context, limit, tokens) is refused by the argument parser in one
+    line; --ctx 0 reached range() and a ZeroDivisionError before."""
+    model = shared("models", "rwkvcpp-tiny", "tiny-rwkv-4v0-660K-FP32.bin")
+    for args, name in [(("eval", model, "--ctx", "0"), "--ctx"), (("eval", model, "--limit", "-5"), "--limit"),
+                       (("bench", model, "--gen-tokens", "0"), "--gen-tokens"),
+                       (("generate", model, "--prompt", "a", "--max-tokens", "-1"), "--max-tokens"),
+                       (("quantize", model, "-o", "x", "--calib-len", "0"), "--calib-len")]:
+        r = run_cli(*args)
+        assert r.returncode == 2 and f"argument {name}: must be at least" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr

@@ -312,11 +312,19 @@ def vars_of(args, *names) -> dict:
     return {n: getattr(args, n) for n in names}
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _int_at_least(low: int):
+    """An argparse type: an integer of at least `low` (below it, argparse's one-line error)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse's message for text that is no integer: "invalid int value"
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def _add_threads(p) -> None:
@@ -325,7 +333,7 @@ def _add_threads(p) -> None:
 
 
 def _add_sampling(p) -> None:
-    p.add_argument("--max-tokens", dest="max_tokens", type=int, default=100)
+    p.add_argument("--max-tokens", dest="max_tokens", type=_int_at_least(0), default=100)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", dest="top_p", type=float, default=0.85)
     p.add_argument("--seed", type=int, default=None)
@@ -348,9 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="perplexity / bits per byte, LAMBADA, PIQA")
     p.add_argument("model")
     p.add_argument("--tasks", nargs="+", default=["wikitext", "lambada"], help=f"any of {', '.join(TASKS)}")
-    p.add_argument("--limit", type=int, default=None, help="first N tokens (wikitext) or items")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N tokens (wikitext) or items")
     p.add_argument("--json", default=None, help="write results here")
-    p.add_argument("--ctx", type=int, default=512, help="tokens per forward pass")
+    p.add_argument("--ctx", type=_positive_int, default=512, help="tokens per forward pass")
     p.add_argument("--windows", action="store_true", help="fixed windows without carried state")
     p.add_argument("--text", default=None, help="text file for perplexity (default WikiText-2 raw test)")
     p.add_argument("--lambada", default=None)
@@ -376,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or continue a model from a JSON config")
     p.add_argument("--config", required=True)
     p.add_argument("--out-dir", dest="out_dir", default=None, help="override the config's out_dir")
-    p.add_argument("--max-steps", dest="max_steps", type=int, default=None)
+    p.add_argument("--max-steps", dest="max_steps", type=_positive_int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--no-resume", dest="no_resume", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=cmd_train)
@@ -385,17 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="the compressed file to write")
     p.add_argument("--method", default="rwkvquant", help="rtn, gptq, gptvq or rwkvquant (the proxy-guided hybrid)")
     p.add_argument("--bits", type=int, default=3, help="bits per weight of the codes, 2 to 8")
-    p.add_argument("--group-size", dest="group_size", type=int, default=128, help="SQ: input columns per scale")
+    p.add_argument("--group-size", dest="group_size", type=_positive_int, default=128, help="SQ: input columns per scale")
     p.add_argument("--vq-dim", dest="vq_dim", type=int, default=2, help="VQ: weights per codebook vector (1 or 2)")
-    p.add_argument("--vq-group", dest="vq_group", type=int, default=256, help="VQ: input columns per codebook")
+    p.add_argument("--vq-group", dest="vq_group", type=_positive_int, default=256, help="VQ: input columns per codebook")
     p.add_argument("--sq-share", dest="sq_share", type=float, default=0.9, help="rwkvquant: target share of SQ")
     p.add_argument("--act-order", dest="act_order", action="store_true", help="GPTQ: columns by Hessian diagonal")
     p.add_argument("--mix-bits", dest="mix_bits", type=int, default=4, help="mix-vector codebook bits, 0 keeps 16-bit")
     p.add_argument("--quantize-head", dest="quantize_head", action="store_true")
     p.add_argument("--quantize-embedding", dest="quantize_embedding", action="store_true")
     p.add_argument("--calibration", default="self", help="a text file, or 'self' (the model writes its own)")
-    p.add_argument("--calib-seqs", dest="calib_seqs", type=int, default=32)
-    p.add_argument("--calib-len", dest="calib_len", type=int, default=256)
+    p.add_argument("--calib-seqs", dest="calib_seqs", type=_positive_int, default=32)
+    p.add_argument("--calib-len", dest="calib_len", type=_positive_int, default=256)
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--report", default=None, help="write the report as JSON here")
     p.add_argument("--device", default=None)
@@ -405,8 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True)
     p.add_argument("--recipe", default="lite", help="int8, int4, rwkvquant, lite, lite-int8, lite-int4, or a JSON file")
     p.add_argument("--calibration", default="self", help="a text file (needed by 'recover'), or 'self'")
-    p.add_argument("--calib-seqs", dest="calib_seqs", type=int, default=32)
-    p.add_argument("--calib-len", dest="calib_len", type=int, default=256)
+    p.add_argument("--calib-seqs", dest="calib_seqs", type=_positive_int, default=32)
+    p.add_argument("--calib-len", dest="calib_len", type=_positive_int, default=256)
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--report", default=None, help="write the report as JSON here")
     p.add_argument("--device", default=None)
