@@ -2,7 +2,10 @@
 
 >>> from rwkvlite.runtime import Runtime
 >>> model = Runtime("model.rwkvlite")           # doctest: +SKIP
->>> logits, state = model.step(token_id)        # doctest: +SKIP
+>>> logits, state = model.feed(prompt_ids)      # doctest: +SKIP
+>>> logits, state = model.step(token_id, state)  # doctest: +SKIP
+
+feed takes a prompt: the same logits and state as stepping its tokens, in less time.
 
 The C kernels bring their own threads, so numpy's BLAS is held to one thread when this
 package is imported before numpy (set OPENBLAS_NUM_THREADS to override): otherwise its
