@@ -281,7 +281,7 @@ def test_inplace_steps_equal_copying_steps(source, recipe):
         kept = new
 
 
-@pytest.mark.parametrize("version,recipe", [("7", "int8"), ("7", "lite"), ("6", "lite-int4"), ("4", "int8")])
+@pytest.mark.parametrize("version,recipe", [("7", "int8"), ("7", "lite"), ("6", "lite-int4"), ("5.2", "int8"), ("4", "int8")])
 @pytest.mark.parametrize("path", ["c", "numpy"])
 def test_feeding_a_prompt_equals_stepping_it(sources, version, recipe, path, monkeypatch):
     """feed(tokens) (a prompt: in C, chunks of tokens block by block) gives the last step's
