@@ -78,7 +78,7 @@ def main() -> None:
         for b in rt.blocks:
             b.c = None if numpy_steps and k == "old" else getattr(lib, b.kernel)
         if per_block and k == "old":
-            rt._blocks_in_place = lambda tokens, state: rt._blocks(rt._embed(tokens[0]), state, True)  # step: one token
+            rt._blocks_in_place = lambda tokens, state: [rt._blocks(rt._embed(t), state, True) for t in tokens][-1]
         else:
             rt.__dict__.pop("_blocks_in_place", None)  # the class's
 

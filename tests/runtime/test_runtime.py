@@ -294,15 +294,19 @@ def test_feeding_a_prompt_equals_stepping_it(sources, version, recipe, path, mon
         for b in rt.blocks:
             monkeypatch.setattr(b, "c", None)
     monkeypatch.setattr(rt, "CHUNK", 3)  # a prompt of whole and partial chunks
-    prompt = [5, 17, 200, 5, 3, 99, 1]
+    prompt = [5, 17, 200, 5, 3, 99, 1, 42]  # chunks of 3, 3 and 2
     start = rt.step(9)[1]
     kept = [{n: v.copy() for n, v in st.items()} for st in start]
     state = start
+    rt.reset_counters()
     for t in prompt:
         want, state = rt.step(t, state)
+    counts = [(b.active_total, b.values_total) for b in rt.blocks]
+    rt.reset_counters()
     head, calls = rt.head, []
     rt.head = lambda h: calls.append(h) or head(h)
     got, fed = rt.feed(prompt, start)
+    assert rt.tokens == len(prompt) and [(b.active_total, b.values_total) for b in rt.blocks] == counts
     np.testing.assert_array_equal(got, want)
     for a, b, c in zip(fed, state, start):
         for n in ("att", "ffn", "wkv"):

@@ -718,8 +718,9 @@ class Runtime:
         elif not inplace:
             state = [{k: v.copy() for k, v in s.items()} for s in state]
         if all(b.c is not None for b in self.blocks):
-            for i in range(0, len(tokens), self.CHUNK):
-                x = self._blocks_in_place(tokens[i:i + self.CHUNK], state)
+            chunk = min(self.CHUNK, len(self._X))  # the buffers' rows, made for the class's CHUNK
+            for i in range(0, len(tokens), chunk):
+                x = self._blocks_in_place(tokens[i:i + chunk], state)
         else:
             for token in tokens:
                 x = self._blocks(self._embed(token), state, True)
