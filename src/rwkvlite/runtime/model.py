@@ -785,7 +785,9 @@ class Runtime:
             b.active_total = b.values_total = 0
 
     def bytes_read_per_token(self) -> dict:
-        """Weight bytes read per token so far (mean): what the bandwidth bound is computed from."""
+        """Weight bytes read per token so far (mean): what the bandwidth bound is computed from.
+        Counted as for tokens stepped one by one; a prompt fed in chunks reads a block's
+        weights once per chunk, so count decoding only (reset_counters after the prompt)."""
         t = max(1, self.tokens)
         total = sum(e["bytes"] for e in self.w.entries.values())
         ffn = head = 0.0
