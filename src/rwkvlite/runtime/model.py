@@ -748,20 +748,20 @@ class Runtime:
         for t, token in enumerate(tokens):
             X[t] = self._embed(token)
         row = X.strides[0]
-        for block, args in zip(self.blocks, self._calls_for(state)):
+        for block, (args, moving) in zip(self.blocks, self._calls_for(state)):
             block.count(block.c(*args))
-            x, v = args[1], args[8] if isinstance(block, Block) else None
             for t in range(1, len(tokens)):
-                if v is None:
-                    block.count(block.c(args[0], x + t * row, *args[2:]))
-                else:
-                    block.count(block.c(args[0], x + t * row, *args[2:8], v + t * row, *args[9:]))
+                a = list(args)
+                for i in moving:
+                    a[i] += t * row
+                block.count(block.c(*a))
         return X[len(tokens) - 1]
 
     def _calls_for(self, state: list[dict]) -> list[tuple]:
-        """Each C block's arguments for stepping `state` in place, made again only when one of its
-        arrays, or a block's workspace, is not the one they were made for (an in-place step keeps
-        them)."""
+        """Each C block's arguments for stepping `state` in place (a chunk's first token), and the
+        positions among them of the pointers into self._X and self._V, which move a row per
+        token; made again only when one of the state's arrays, or a block's workspace, is not the
+        one they were made for (an in-place step keeps them)."""
         arrays = [st[k] for st in state for k in ("att", "ffn", "wkv")] + [b._bufs for b in self.blocks]
         made_for, calls = self._calls
         if made_for is None or len(made_for) != len(arrays) or any(a is not b for a, b in zip(arrays, made_for)):
@@ -773,8 +773,8 @@ class Runtime:
             calls = []
             for b, st in zip(self.blocks, state):
                 att, ffn, wkv = ptr(st["att"]), ptr(st["ffn"]), ptr(st["wkv"])
-                extra = (vp,) if isinstance(b, Block) else ()
-                calls.append((b._args, xp, att, att, ffn, ffn, wkv, wkv, *extra, *b._bufs))
+                extra = (vp,) if isinstance(b, Block) else ()  # RWKV-7's v_first, after the state
+                calls.append(((b._args, xp, att, att, ffn, ffn, wkv, wkv, *extra, *b._bufs), (1, 8)[:1 + len(extra)]))
             self._calls = (arrays, calls)  # the arrays kept alive while their addresses are used
         return calls
 
