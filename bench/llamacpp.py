@@ -204,7 +204,7 @@ def run_worker(path: str, prompt: int, tokens: int, threads: int, dump: str | No
 def same_model(gguf_f16: str, fp16_file: str, args, folder: str) -> float:
     """Largest logit difference between llama.cpp's F16 GGUF and rwkvlite's fp16 file over the
     prompt, relative to the logits' spread; stops the run above 1e-2."""
-    from rwkvlite.runtime.model import Runtime
+    from rwkvlite.runtime import Runtime
 
     dump = os.path.join(folder, "llamacpp-logits.npy")
     run_worker(gguf_f16, args.prompt, 1, args.threads, dump)

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from kernels_ab import load  # noqa: E402
 
 from rwkvlite.runtime import kernels  # noqa: E402
-from rwkvlite.runtime.model import Runtime  # noqa: E402
+from rwkvlite.runtime import Runtime  # noqa: E402
 
 
 def abi(lib) -> int:
@@ -67,7 +67,7 @@ def main() -> None:
         raise SystemExit(f"{args.file}: a build lacks this generation's one-call block; nothing to compare")
     # one workspace as large as either build asks (the default int16-x path in both)
     floats = max(getattr(lib, f"{b.kernel}_floats")(b._args) for lib in libs.values() for b in rt.blocks)
-    work, rows = np.empty(floats, np.float32), np.empty(max(b.fk.rows for b in rt.blocks), np.int32)
+    work, rows = np.empty(floats, np.float32), np.empty(max(b.ffn.key.rows for b in rt.blocks), np.int32)
     for b in rt.blocks:
         b.use_workspace(work, rows)
     state, token = rt.zero_state(), 0
@@ -78,9 +78,10 @@ def main() -> None:
         for b in rt.blocks:
             b.c = None if numpy_steps and k == "old" else getattr(lib, b.kernel)
         if per_block and k == "old":
-            rt._blocks_in_place = lambda tokens, state: [rt._blocks(rt._embed(t), state, True) for t in tokens][-1]
+            rt._blocks_in_place = lambda tokens, state: [rt._blocks(rt._embed(t), state) for t in tokens][-1]
         else:
             rt.__dict__.pop("_blocks_in_place", None)  # the class's
+        rt._calls = (None, None)  # the prepared calls hold the block functions: made again
 
     for r in range(args.rounds + 1):  # round 0: warm-up, not counted
         for k in (("old", "new") if r % 2 else ("new", "old")):

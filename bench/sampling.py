@@ -1,4 +1,4 @@
-"""Nucleus sampling in the lean runtime (runtime/generate.py) against a stable sort of the
+"""Nucleus sampling (rwkvlite/sampling.py) against a stable sort of the
 whole vocabulary, the rule it implements, on the same logits in the same run.
 
 Logits: random normal times a scale, 65536 tokens; a small scale is flat (random weights:
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from rwkvlite.runtime.generate import sample
+from rwkvlite.sampling import sample
 
 
 def full_sort(logits: np.ndarray, top_p: float, rng: random.Random) -> int:

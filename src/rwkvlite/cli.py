@@ -72,11 +72,10 @@ def cmd_inspect(args) -> None:
         print_summary(s)
 
 
-def _stream(model, args) -> None:
+def _stream(model, tok, args, label: str = "") -> None:
+    """Stream a generation to stdout (rwkvlite/generate.py: one loop for either path)."""
     from .generate import generate
-    from .tokenizer import tokenizer_for
 
-    tok = tokenizer_for(model.config, args.tokenizer)
     sys.stdout.write(args.prompt)
     start, n = time.perf_counter(), 0
     for piece in generate(model, tok, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
@@ -84,13 +83,21 @@ def _stream(model, args) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
         n += 1
-    print(f"\n[{n} pieces in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
+    print(f"\n[{n} pieces in {time.perf_counter() - start:.2f} s{label}]", file=sys.stderr)
+
+
+def _torch(model, args):
+    """The PyTorch model as generate() sees a model (model/stepper.py), and its tokenizer."""
+    from .model.stepper import Stepper
+    from .tokenizer import tokenizer_for
+
+    return Stepper(model), tokenizer_for(model.config, args.tokenizer)
 
 
 def cmd_generate(args) -> None:
     from .loaders import load_model
 
-    _stream(load_model(args.model, device=args.device), args)
+    _stream(*_torch(load_model(args.model, device=args.device), args), args)
 
 
 def cmd_demo(args) -> None:
@@ -102,7 +109,7 @@ def cmd_demo(args) -> None:
     model = load_model(path)
     print_summary(summary(model))
     print("\n--- generation (temperature 1.0, top-p 0.85, seed 0) ---")
-    _stream(model, args)
+    _stream(*_torch(model, args), args)
 
 
 TASKS = ("wikitext", "lambada", "piqa", "fidelity")
@@ -144,37 +151,28 @@ def cmd_eval(args) -> None:
         write_json(records, args.json)
 
 
-def _lean(path, tokenizer_hint=None, threads=None):
+def _lean(args):
     """The lean runtime on a compressed file, and its tokenizer (no PyTorch imported)."""
     from types import SimpleNamespace
 
     from .runtime import Runtime
     from .tokenizer import tokenizer_for
 
-    rt = Runtime(path, threads=threads)
-    hint = tokenizer_hint or rt.w.manifest.get("tokenizer")
-    return rt, tokenizer_for(SimpleNamespace(vocab_size=rt.config["vocab_size"]), hint)
+    rt = Runtime(args.model, threads=args.threads, exact=args.exact)
+    hint = args.tokenizer or rt.w.manifest.get("tokenizer")
+    return rt, tokenizer_for(SimpleNamespace(vocab_size=rt.vocab_size), hint)
 
 
 def cmd_run(args) -> None:
-    from .runtime.generate import generate
-
-    rt, tok = _lean(args.model, args.tokenizer, args.threads)
-    sys.stdout.write(args.prompt)
-    start, n = time.perf_counter(), 0
-    for piece in generate(rt, tok, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
-                          top_p=args.top_p, seed=args.seed):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-        n += 1
-    print(f"\n[{n} pieces in {time.perf_counter() - start:.2f} s, lean runtime]", file=sys.stderr)
+    _stream(*_lean(args), args, ", lean runtime")
 
 
 def cmd_chat(args) -> None:
     """A line-by-line chat: 'User: ...' / 'Assistant:' turns, the state carried between them."""
-    from .runtime.generate import generate, seeded
+    from .generate import generate
+    from .sampling import seeded
 
-    rt, tok = _lean(args.model, args.tokenizer, args.threads)
+    rt, tok = _lean(args)
     state, rng = None, seeded(args.seed)  # one random stream for the whole chat
     print("chat: type a message, an empty line or Ctrl-D to stop", file=sys.stderr)
     while True:
@@ -204,40 +202,35 @@ def cmd_bench(args) -> None:
     importlib.import_module(".runtime", __package__)
     from .format import is_compressed
 
+    sizes = vars_of(args, "prompt_tokens", "gen_tokens")
     if is_compressed(args.model):  # the lean runtime, in this torch-free process
-        from .runtime.bench import bench as lean_bench
+        from .runtime.bench import bench_file
 
-        f = lean_bench(args.model, prompt_tokens=16 if args.prompt_tokens is None else args.prompt_tokens,
-                       gen_tokens=args.gen_tokens, threads=args.threads)
-        print(f"lean runtime ({f['kernels']} kernels, {f['threads']} threads): load {f['load_s']:.2f} s   prefill "
-              f"{f['prefill_ms_per_token']:.2f} ms/token (first touch of the file included)   decode "
-              f"{f['decode_ms_per_token']:.2f} ms/token, median {f['decode_ms_per_token_median']:.2f} "
-              f"({f['decode_tokens_per_s']:.1f} tok/s)   reads "
-              f"{f['bytes_read_per_token'] / 1e6:.2f} MB/token")
-        print(f"peak RSS: before load {f['rss_before_load_mib']:.0f} MiB, loading {f['peak_rss_load_mib']:.0f} MiB, "
-              f"generating {f['peak_rss_generate_mib']:.0f} MiB; file {f['file_bytes'] / 1e6:.1f} MB")
-        if f["rss_end_anon_mib"] is not None:
-            print(f"RSS at the end: {f['rss_end_anon_mib']:.0f} MiB anonymous + {f['rss_end_file_mib']:.0f} MiB of "
-                  "memory-mapped file pages (clean, droppable under memory pressure)")
-        if args.json:
-            from .utils.io import atomic_path
+        f = bench_file(args.model, **sizes, threads=args.threads, exact=args.exact)
+    else:
+        from .eval.speed import bench
 
-            with atomic_path(args.json) as tmp, open(tmp, "w") as out:
-                json.dump([{"task": "bench-lean", "model": args.model, "figures": f}], out, indent=1)
-        return
-    from .eval.results import record, write_json
-    from .eval.speed import bench
+        f = bench(args.model, **sizes, device=args.device)
+    reads = "" if f["bytes_read_per_token"] is None else f"   reads {f['bytes_read_per_token'] / 1e6:.2f} MB/token"
+    engine = {"c": "lean runtime, C kernels", "numpy": "lean runtime, numpy", "torch": "PyTorch"}[f["kernels"]]
+    print(f"{engine} ({f['threads']} threads): load {f['load_s']:.2f} s   prefill {f['prefill_ms_per_token']:.2f} "
+          f"ms/token (first touch of the file included)   decode {f['decode_ms_per_token']:.2f} ms/token, median "
+          f"{f['decode_ms_per_token_median']:.2f} ({f['decode_tokens_per_s']:.1f} tok/s){reads}")
+    print(f"peak RSS: before load {f['rss_before_load_mib']:.0f} MiB, loading {f['peak_rss_load_mib']:.0f} MiB, "
+          f"generating {f['peak_rss_generate_mib']:.0f} MiB" + ("" if f["peak_per_phase"] else
+                                                                " (whole-process peaks: no per-phase reset here)"))
+    if f["rss_end_anon_mib"] is not None:
+        print(f"RSS at the end: {f['rss_end_anon_mib']:.0f} MiB anonymous + {f['rss_end_file_mib']:.0f} MiB of "
+              "memory-mapped file pages (clean, droppable under memory pressure)")
+    if args.json and f["kernels"] == "torch":
+        from .eval.results import record, write_json
 
-    if args.prompt_tokens is None:
-        args.prompt_tokens = 512
-    figures = bench(args.model, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, device=args.device)
-    print(f"load {figures['load_s']:.2f} s   prefill {figures['prefill_tokens_per_s']:.1f} tok/s   "
-          f"decode {figures['decode_ms_per_token']:.2f} ms/tok ({figures['decode_tokens_per_s']:.1f} tok/s)")
-    print(f"peak RSS: before load {figures['rss_before_load_mib']:.0f} MiB, loading "
-          f"{figures['peak_rss_load_mib']:.0f} MiB, generating {figures['peak_rss_generate_mib']:.0f} MiB"
-          + ("" if figures["peak_per_phase"] else " (whole-process peaks: no per-phase reset here)"))
-    if args.json:
-        write_json([record(args.model, "bench", figures, vars_of(args, "prompt_tokens", "gen_tokens"))], args.json)
+        write_json([record(args.model, "bench", f, sizes)], args.json)
+    elif args.json:  # no PyTorch in this process: the record without its environment
+        from .utils.io import atomic_path
+
+        with atomic_path(args.json) as tmp, open(tmp, "w") as out:
+            json.dump([{"task": "bench-lean", "model": args.model, "figures": f, "settings": sizes}], out, indent=1)
 
 
 def cmd_report(args) -> None:
@@ -330,6 +323,7 @@ _positive_int = _int_at_least(1)
 def _add_threads(p) -> None:
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads of the lean runtime's kernels (default: one per core; 1 on a busy machine)")
+    p.add_argument("--exact", action="store_true", help="float32 activations in every kernel (default: fast mode)")
 
 
 def _add_sampling(p) -> None:
@@ -370,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("bench", help="load time, peak RSS per phase and speed (compressed files: lean runtime)")
     p.add_argument("model")
-    p.add_argument("--prompt-tokens", dest="prompt_tokens", type=_positive_int, default=None,
-                   help="tokens stepped before timing (default: 512; 16 for the lean runtime)")
+    p.add_argument("--prompt-tokens", dest="prompt_tokens", type=_positive_int, default=64,
+                   help="tokens fed before timing")
     p.add_argument("--gen-tokens", dest="gen_tokens", type=_positive_int, default=128)
     p.add_argument("--json", default=None)
     p.add_argument("--device", default=None)

@@ -187,8 +187,9 @@ class SignBits(Matrix):
     scale 1 and zero 0 it stays valid for the inherited products and gives rwkv7.c its mat_t."""
     kernel = "sq"
 
-    def __init__(self, entry, arrays, scale: np.ndarray):
+    def __init__(self, entry, arrays, scale: np.ndarray, kernels=None):
         super().__init__(entry, arrays)
+        self.kernels = kernels
         self.scale = np.asarray(scale, np.float32).reshape(-1)
         packed = arrays["q"].reshape(-1)
         if self.cols % 8:
@@ -219,5 +220,8 @@ class SignBits(Matrix):
 KINDS = {"dense": Dense, "sq": Scalar, "vq": Vector}
 
 
-def matrix(entry: dict, arrays: dict) -> Matrix:
-    return KINDS[entry["enc"]](entry, arrays)
+def matrix(entry: dict, arrays: dict, kernels=None) -> Matrix:
+    """The stored matrix of one encoding entry; kernels: the runtime's native.Kernels (kept on it)."""
+    m = KINDS[entry["enc"]](entry, arrays)
+    m.kernels = kernels
+    return m

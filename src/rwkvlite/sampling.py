@@ -1,22 +1,27 @@
-"""Sampling and streamed generation for the lean runtime (numpy; same rules as
-rwkvlite.generate: greedy at temperature 0, else nucleus sampling).
+"""The one sampler, for the PyTorch path and the lean runtime alike (numpy logits, no torch):
+greedy at temperature 0, else nucleus (top-p) sampling, so that one seed draws the same
+tokens from the same logits whichever path made them.
+
+>>> import random
+>>> logits = np.log(np.array([0.5, 0.3, 0.2]))
+>>> sample(logits, temperature=0.0), sample(logits, 1.0, 0.85, random.Random(0))
+(0, 2)
 
 Random numbers come from Python's `random`, not numpy.random: importing numpy.random loads
-OpenSSL (through `secrets` and `hashlib`); with numpy.random's own modules that was 5.8 MiB
-of peak RSS in `rwkvlite bench` on the 0.1B lite file, in a runtime meant to stay small.
-(The same seed therefore draws different text than rwkvlite 0.x releases before this.)"""
+OpenSSL (through `secrets` and `hashlib`), megabytes of resident memory in a runtime meant
+to stay small."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import numpy as np
 
-from ..errors import RWKVLiteError
-from ..tokenizer import Utf8Pieces
+from .errors import RWKVLiteError
 
 
-def sample(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.85, rng=None) -> int:
+def sample(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.85, rng: random.Random | None = None) -> int:
+    """One token id from logits [V]: the tokens needed to reach probability mass top_p, in
+    order of probability (ties by id), drawn in proportion to their probability."""
     if not (temperature == temperature and top_p == top_p):  # NaN
         raise ValueError("temperature and top_p must be numbers")
     if temperature <= 0 or top_p <= 0:
@@ -69,24 +74,3 @@ def seeded(seed: int | None) -> random.Random:
     if seed is not None and seed < 0:
         raise RWKVLiteError(f"the seed must be 0 or more, not {seed}")
     return random.Random(seed)
-
-
-def generate(runtime, tokenizer, prompt: str, max_tokens: int = 100, temperature: float = 1.0, top_p: float = 0.85,
-             seed: int | None = None, state=None, rng: random.Random | None = None) -> Iterator[str]:
-    """Yield text pieces as they are generated; runtime.state holds the state afterwards, also
-    when the caller stops early (it then holds every token fed so far). rng: a generator to
-    draw from (a chat's turns share one), else one seeded with seed."""
-    rng = rng or seeded(seed)
-    logits, state = runtime.feed(tokenizer.encode(prompt) or [0], state)  # the caller's state is copied
-    runtime.state = state
-    pieces = Utf8Pieces()
-    for _ in range(max_tokens):
-        token = sample(logits[:tokenizer.vocab_size], temperature, top_p, rng)  # padded vocabularies
-        text = pieces.feed(tokenizer.decode_bytes([token]))
-        if text is not None:
-            yield text
-        logits, state = runtime.step(token, state, inplace=True)
-        runtime.state = state
-    text = pieces.flush()
-    if text is not None:
-        yield text

@@ -1,0 +1,53 @@
+"""Small random models of each generation, compressed by each kind of recipe, made once per
+test session (conftest.py's sources fixture) and shared by the runtime's tests."""
+from rwkvlite.recipes import compress
+
+TEXT = "And God said, Let there be light: and there was light. " * 300
+LITE = [{"lowrank": {"factor": 4}}, {"ffn_predictor": {"steps": 50}},
+        {"cluster_head": {"k": 16, "pca_dim": 8, "steps": 50}}, {"fold_ln0": {}}]
+RECIPES = {
+    "fp16": [],
+    "int8": [{"int": {"bits": 8, "group_size": 32}}],
+    "int4": [{"int": {"bits": 4, "group_size": 32}}],
+    "rwkvquant-3": [{"quantize": {"method": "rwkvquant", "bits": 3, "group_size": 32, "vq_group": 32,
+                                  "sq_share": 0.5, "act_order": True}}],
+    "lite": LITE,
+    "lite-int4": LITE + [{"int": {"bits": 4, "group_size": 32}}],
+}
+# n-bit predictor copies (decoded once, multiplied as float32 in C) and the relu low-rank variant
+OTHER = {"lite-relu-2bitcopy": [{"lowrank": {"factor": 4, "variant": "relu"}},
+                                {"ffn_predictor": {"steps": 20, "quant_bits": 2}}, {"fold_ln0": {}},
+                                {"int": {"bits": 3, "group_size": 32}}]}
+
+# RWKV-7 (rwkv7.py) with every recipe; RWKV-6 and 5.x (rwkv6.py: Rwkv6Block, Rwkv5Block) with a
+# recipe of each kind their passes support; RWKV-4 (rwkv4.py) the same
+CASES = [("7", recipe) for recipe in RECIPES] + [
+    ("6", "fp16"), ("6", "int8"), ("6", "rwkvquant-3"), ("6", "lite-int4"),
+    ("5.2", "int8"), ("5.2", "lite-int4"), ("5.1", "int8"), ("5.0", "int8")]
+CASES4 = [("4", "fp16"), ("4", "int8"), ("4", "rwkvquant-3"), ("4", "lite-int4")]
+
+
+def compressed(source, recipe):
+    """The source model (folder, checkpoint, calibration text) compressed by a recipe, made once."""
+    folder, path, text = source
+    out = folder / f"{recipe}.rwkvlite"
+    if not out.exists():
+        compress(path, out, {**RECIPES, **OTHER}[recipe], calibration=str(text), n_seq=4, seq_len=32,
+                 tokenizer="bytes", progress=False)
+    return out
+
+
+def use_numpy(monkeypatch) -> None:
+    """Runtimes made from here on run without the C kernels (as if the build had failed)."""
+    from rwkvlite.runtime import kernels
+
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_tried", True)
+
+
+def rebuild_kernels(monkeypatch) -> None:
+    """Runtimes made from here on load the C kernels afresh (undoing use_numpy)."""
+    from rwkvlite.runtime import kernels
+
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_tried", False)
