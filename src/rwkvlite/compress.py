@@ -59,7 +59,8 @@ def _context(model, model_path, calibration, n_seq, seq_len, tokenizer, device, 
                 model.emb.weight.device)
         return made["tokens"]
 
-    return Context(tokens=tokens, calibration=calibration, tokenizer=lambda: tok or tokenizer_for(model.config, tokenizer),
+    return Context(tokens=tokens, calibration=calibration,
+                   tokenizer=lambda: tok or tokenizer_for(model.config, tokenizer),
                    original=lambda: load_model(model_path, device=device), bars=_bars(progress),
                    show_training=progress)
 

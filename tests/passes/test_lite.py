@@ -106,7 +106,8 @@ def test_predicted_key_masks_only_predicted_inactive_neurons():
 def test_ffn_predictors_reach_their_recall():
     model = make_model("7")
     tokens = torch.randint(0, 300, (8, 64), generator=torch.Generator().manual_seed(0))
-    report = ffn_predictor(model, FFNPredictorConfig(steps=100, target_recall=0.9), Context(tokens=lambda: tokens)).report
+    cfg = FFNPredictorConfig(steps=100, target_recall=0.9)
+    report = ffn_predictor(model, cfg, Context(tokens=lambda: tokens)).report
     assert isinstance(model.blocks[0].ffn.key, PredictedKey)
     for layer in report["layers"]:
         assert layer["recall"] > 0.8  # measured on held-out positions

@@ -33,7 +33,8 @@ def encode(result: GPTQResult, kind: str, bits: int, shape: list[int], group_siz
 def relative_output_error(W, Q, H) -> float:
     """sqrt(tr((W-Q) H (W-Q)^T) / tr(W H W^T)): the layer's output error on the calibration inputs."""
     D = (W - Q).double()
-    return float(torch.sqrt(torch.einsum("ij,jk,ik->", D, H, D) / torch.einsum("ij,jk,ik->", W.double(), H, W.double())))
+    W = W.double()
+    return float(torch.sqrt(torch.einsum("ij,jk,ik->", D, H, D) / torch.einsum("ij,jk,ik->", W, H, W)))
 
 
 def relative_weight_error(W, Q) -> float:
