@@ -1,5 +1,5 @@
 """Calibration tokens from a large text file: the windows read of a file over
-recipes.WHOLE_TEXT bytes against reading and tokenising all of it, in the same run.
+passes.calibrate.WHOLE_TEXT bytes against reading and tokenising all of it, in the same run.
 
 The file is WikiText-2's raw test text (../shared) repeated to --mib MiB in a temporary
 folder; --n-seq windows of --seq-len tokens with the World tokenizer, as `rwkvlite compress
@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 
-from rwkvlite import recipes
+from rwkvlite.passes import calibrate
 from rwkvlite.tokenizer import load_tokenizer
 from rwkvlite.utils.memory import peak_mib
 from rwkvlite.utils.paths import shared_path
@@ -36,10 +36,10 @@ def main() -> None:
             for _ in range(args.mib * 2**20 // len(text.encode()) + 1):
                 f.write(text)
         print(f"{path}: {os.path.getsize(path) / 1e6:.1f} MB; {args.n_seq} x {args.seq_len} tokens")
-        for name, limit in (("windows", recipes.WHOLE_TEXT), ("whole file", 1 << 62)):
-            recipes.WHOLE_TEXT = limit
+        for name, limit in (("windows", calibrate.WHOLE_TEXT), ("whole file", 1 << 62)):
+            calibrate.WHOLE_TEXT = limit
             start = time.perf_counter()
-            rows = recipes.calibration_set(None, path, args.n_seq, args.seq_len, tok)
+            rows = calibrate.calibration_set(None, path, args.n_seq, args.seq_len, tok)
             print(f"{name:10s} {time.perf_counter() - start:7.2f} s   peak RSS {peak_mib():6.0f} MiB   {tuple(rows.shape)}")
 
 

@@ -1,7 +1,7 @@
 """RWKV-Lite techniques one by one and stacked: memory per component against quality.
 
 For each model (the ref-world models when trained, else rwkv.cpp's tiny 5v2), files are
-built with `rwkvlite.recipes.compress` and evaluated from the file:
+built with `rwkvlite.compress.compress` and evaluated from the file:
   fp16           the original, 16-bit
   lowrank        SVD factors (rank width/8) of r/k/v(/g) + recovery distillation
   ffn_predictor  MLP + 1-bit key predictors, masked channel-mix
@@ -24,10 +24,10 @@ import time
 
 from rwkvlite import eval as ev
 from rwkvlite.errors import RWKVLiteError
-from rwkvlite.eval.memory import accounting, reset_access_stats
+from rwkvlite.compress import compress
+from rwkvlite.eval.memory import accounting, recording
 from rwkvlite.format.container import read as read_file
 from rwkvlite.loaders import load_model
-from rwkvlite.recipes import compress
 from rwkvlite.tokenizer import tokenizer_for
 from rwkvlite.utils.paths import shared_path
 
@@ -45,8 +45,8 @@ def variants(recover_steps: int) -> list[tuple[str, str | None, list]]:
             ("cluster_head", None, [{"cluster_head": {}}]),
             ("emb_cache", None, [{"fold_ln0": {}}]),
             ("lite", "lowrank", [{"ffn_predictor": {}}, {"cluster_head": {}}, {"fold_ln0": {}}]),
-            ("lite-int8", "lite", [{"int": {"bits": 8}}]),
-            ("lite-int4", "lite", [{"int": {"bits": 4, "group_size": 64}}])]
+            ("lite-int8", "lite", [{"rtn": {"bits": 8}}]),
+            ("lite-int4", "lite", [{"rtn": {"bits": 4, "group_size": 64}}])]
 
 
 def _manifest(path) -> dict | None:
@@ -59,9 +59,9 @@ def _manifest(path) -> dict | None:
 
 def evaluate(path, original, tok, text, items, cache_rows) -> dict:
     model = load_model(path)
-    reset_access_stats(model)
-    ppl = ev.perplexity(model, tok, text, ctx=512, progress=False)
-    mem = accounting(path, model, tok.encode(text), cache_rows)
+    with recording(model) as seen:
+        ppl = ev.perplexity(model, tok, text, ctx=512, progress=False)
+    mem = accounting(path, model, seen, tok.encode(text), cache_rows)
     lam = ev.lambada(model, tok, items, progress=False)
     fid = ev.fidelity(original, model, tok, text, ctx=512, progress=False)
     return {"ppl": ppl["ppl"], "bits_per_byte": ppl["bits_per_byte"], "lambada_acc": lam["accuracy"],

@@ -285,8 +285,8 @@ def cmd_quantize(args) -> None:
 
 
 def cmd_compress(args) -> None:
+    from .compress import compress
     from .eval.results import write_json
-    from .recipes import compress
 
     report = compress(args.model, args.out, args.recipe, calibration=args.calibration, n_seq=args.calib_seqs,
                       seq_len=args.calib_len, tokenizer=args.tokenizer, device=args.device)

@@ -3,14 +3,13 @@ import json
 import pytest
 import torch
 
+from rwkvlite.compress import compress
 from rwkvlite.errors import RWKVLiteError
-from rwkvlite.eval.memory import accounting
+from rwkvlite.eval.memory import accounting, recording
 from rwkvlite.eval.scoring import kl_divergence
 from rwkvlite.loaders import load_model, save_model
-from rwkvlite.passes.cluster_head import ClusteredHead
-from rwkvlite.passes.ffn_predictor import PredictedKey
-from rwkvlite.passes.lowrank import LowRankLinear
-from rwkvlite.recipes import compress, load_recipe
+from rwkvlite.model.structure import ClusteredHead, LowRankLinear, PredictedKey
+from rwkvlite.recipes import load_recipe
 
 from ..conftest import make_model, run_cli
 
@@ -35,7 +34,7 @@ def test_lite_int8_stack_writes_a_file_that_rebuilds(tiny, tmp_path):
     report = compress(path, out, recipe, calibration=str(text), n_seq=8, seq_len=32, tokenizer="bytes",
                       progress=False)
     assert [r["pass"] for r in report["passes"]] == ["lowrank", "recover", "ffn_predictor", "cluster_head",
-                                                     "fold_ln0", "int"]
+                                                     "fold_ln0", "rtn"]  # `int` is read as `rtn`
     assert report["passes"][1]["kl_end_train"] < report["passes"][1]["kl_start"]
     model = load_model(out)
     assert isinstance(model.blocks[1].att.key, LowRankLinear)
@@ -43,12 +42,14 @@ def test_lite_int8_stack_writes_a_file_that_rebuilds(tiny, tmp_path):
     assert isinstance(model.head, ClusteredHead)
     original = load_model(path)
     tokens = torch.randint(0, 256, (1, 40), generator=torch.Generator().manual_seed(0))
-    a, b = original(tokens)[0], model(tokens)[0]
+    with recording(model) as seen:
+        b = model(tokens)[0]
+    a = original(tokens)[0]
     assert torch.allclose(b.exp().sum(-1), torch.ones(1, 40), atol=1e-4)
     assert kl_divergence(torch.log_softmax(a, -1), b).mean() < 2.0
     assert report["file"]["file_bytes"] == out.stat().st_size
-    # memory accounting from the file and the access counts of the run above
-    mem = accounting(out, model, tokens[0].tolist(), cache_rows=16)
+    # memory accounting from the file and the accesses recorded in the run above
+    mem = accounting(out, model, seen, tokens[0].tolist(), cache_rows=16)
     comps = mem["components"]
     assert mem["total"]["stored"] == out.stat().st_size - report["file"]["header_bytes"]
     assert comps["embedding"]["resident"] == pytest.approx(16 * comps["embedding"]["stored"] / model.config.vocab_size)
@@ -56,6 +57,9 @@ def test_lite_int8_stack_writes_a_file_that_rebuilds(tiny, tmp_path):
     assert comps["ffn_rows"]["read_per_token"] < comps["ffn_rows"]["stored"] or mem["ffn_active_fraction"] == 1
     assert 0 < mem["head_rows_computed_fraction"] <= mem["head_rows_touched_fraction"] <= 1
     assert mem["embedding_cache"]["lookups"] == 40
+    # bytes read per token: the runtime's model (runtime/reads.py), split over the components
+    assert mem["total"]["read_per_token"] == pytest.approx(sum(c["read_per_token"] for c in comps.values()))
+    assert mem["total"]["read_per_token"] == mem["bytes_read"]["total"] < mem["total"]["stored"]
 
 
 def test_recipe_errors(tiny, tmp_path):
@@ -84,12 +88,12 @@ def test_recipe_errors(tiny, tmp_path):
 
 
 def test_a_large_calibration_text_is_read_in_windows(tmp_path, monkeypatch):
-    """A calibration file over recipes.WHOLE_TEXT bytes (a corpus) is not read whole: n_seq
+    """A calibration file over passes.calibrate.WHOLE_TEXT bytes (a corpus) is not read whole: n_seq
     windows spread over it, cut to whole UTF-8 characters, give n_seq runs of seq_len tokens
     of the file; a text under the limit is read whole as before; a byte that is not UTF-8
     inside a window is one DataError."""
-    from rwkvlite import recipes
     from rwkvlite.errors import DataError
+    from rwkvlite.passes import calibrate
     from rwkvlite.eval import data
     from rwkvlite.eval.data import read_windows
     from rwkvlite.tokenizer import load_tokenizer
@@ -101,15 +105,15 @@ def test_a_large_calibration_text_is_read_in_windows(tmp_path, monkeypatch):
         pieces = read_windows(str(path), 7, size)
         assert len(pieces) == 7 and all(p in text and size - 4 <= len(p.encode()) <= size for p in pieces)
     model, tok = make_model("7"), load_tokenizer("bytes")
-    monkeypatch.setattr(recipes, "WHOLE_TEXT", 10_000)
+    monkeypatch.setattr(calibrate, "WHOLE_TEXT", 10_000)
     monkeypatch.setattr(data, "read_text", lambda p: pytest.fail("read the whole corpus"))
-    rows = recipes.calibration_set(model, str(path), 5, 64, tok)
+    rows = calibrate.calibration_set(model, str(path), 5, 64, tok)
     assert rows.shape == (5, 64)
     raw = text.encode()
     assert all(bytes(r.tolist()) in raw for r in rows)
     assert len({bytes(r.tolist()) for r in rows}) == 5  # from different places
     monkeypatch.undo()
-    whole = recipes.calibration_set(model, str(path), 5, 64, tok)  # under the limit: the whole text, as before
+    whole = calibrate.calibration_set(model, str(path), 5, 64, tok)  # under the limit: the whole text, as before
     assert whole.shape == (5, 64) and bytes(whole[0].tolist()) == raw[:64]
     path.write_bytes(raw[:50_000] + b"\xff" + raw[50_000:])
     with pytest.raises(DataError, match="not UTF-8"):

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from .. import format as compressed
 from ..errors import CheckpointError, RWKVLiteError, UnknownArchitectureError
 from ..model import RWKV, RWKVConfig
+from ..model.structure import restructure
 from ..utils.io import atomic_path
 from .detect import detect_version, infer_config
 from .files import read_tensors
@@ -28,8 +29,6 @@ def build_model(config: RWKVConfig, structure: dict | None = None) -> RWKV:
     """An RWKV model with the modules a compressed file's structure specs describe."""
     model = RWKV(config)
     if structure:
-        from ..passes import restructure
-
         try:
             restructure(model, structure)
         except (ValueError, KeyError, AttributeError, TypeError) as e:

@@ -12,8 +12,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..errors import DataError
+from ..eval.data import read_text_or_windows
 from ..model.state import State
+from ..tokenizer import tokenizer_for
+from ..utils.paths import expand
 from .gptq import Hessian
+
+WHOLE_TEXT = 16 << 20  # bytes: a calibration text up to this size is read whole, a larger one in windows
 
 
 def calibration_tokens(tokenizer, text: str, n_seq: int, seq_len: int) -> torch.Tensor:
@@ -35,6 +41,29 @@ def window_tokens(tokenizer, pieces: list[str], seq_len: int) -> torch.Tensor:
             raise ValueError(f"a window of {len(piece.encode())} bytes has {len(ids)} tokens, fewer than {seq_len}")
         rows.append(ids)
     return torch.tensor(rows)
+
+
+def calibration_text(path: str, n_seq: int, seq_len: int) -> str | list[str]:
+    """What calibration reads of a text file: all of it, or from a file over WHOLE_TEXT bytes
+    (a corpus) n_seq evenly spread windows of 16 bytes a token, not the whole file."""
+    return read_text_or_windows(path, WHOLE_TEXT, n_seq, 16 * seq_len + 64)
+
+
+def calibration_set(model, calibration: str, n_seq: int, seq_len: int, tokenizer=None, seed: int = 0,
+                    text: str | list[str] | None = None) -> torch.Tensor:
+    """Calibration tokens [n_seq, seq_len]: 'self' (text the model writes itself) or a text
+    file (`text`: what calibration_text read of it, if already read): n_seq windows evenly
+    spread over the text."""
+    if calibration == "self":
+        return self_generated_tokens(model, n_seq, seq_len, seed=seed)
+    path = expand(calibration)
+    tok = tokenizer or tokenizer_for(model.config)
+    text = text if text is not None else calibration_text(path, n_seq, seq_len)
+    try:
+        return window_tokens(tok, text, seq_len) if isinstance(text, list) else calibration_tokens(tok, text, n_seq,
+                                                                                                   seq_len)
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
 
 
 @torch.no_grad()

@@ -12,15 +12,18 @@ tokens of the chosen set S. The output distribution is
     P(v) = s_S softmax_S(l)_v        for v in S          (s_S = sum of s_k over S)
     P(v) = s_k / n_k                 for v in an unchosen cluster k of n_k tokens,
 normalised over the whole vocabulary; with every cluster chosen it is softmax(W h) exactly.
-forward returns log P (a valid logit vector). This module computes the masked dense
+ClusteredHead (model/structure.py) returns log P (a valid logit vector) in the masked dense
 form (for evaluation); a runtime reads only the chosen clusters' rows.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ..model.structure import ClusteredHead
+from .base import Context, PassConfig, PassResult, register
 from .calibrate import fit_samples, run_observed
 
 
@@ -50,55 +53,6 @@ def cluster_vocabulary(head_weight: torch.Tensor, k: int = 200, pca_dim: int = 6
     return torch.unique(labels, return_inverse=True)[1]  # ids 0..K'-1, no empty cluster
 
 
-class ClusteredHead(nn.Module):
-    def __init__(self, n_embd: int, vocab_size: int, n_clusters: int, p: float = 0.95, min_clusters: int = 3,
-                 max_clusters: int = 100):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(vocab_size, n_embd))  # the original head, unchanged
-        self.scorer = nn.Linear(n_embd, n_clusters)
-        self.register_buffer("cluster", torch.zeros(vocab_size, dtype=torch.long))
-        self.p, self.min_clusters, self.max_clusters = p, min_clusters, max_clusters
-        self.reset_stats()
-
-    def reset_stats(self):
-        """Counters for memory accounting: positions, head rows computed, clusters ever chosen."""
-        self.stats = {"positions": 0, "rows_computed": 0.0}
-        self.touched = None  # made on first use (a model may be built on the meta device)
-
-    @property
-    def n_clusters(self) -> int:
-        return self.scorer.out_features
-
-    def chosen(self, s: torch.Tensor) -> torch.Tensor:
-        """Boolean [N, K]: clusters taken in order of probability until their mass reaches p."""
-        order = s.argsort(-1, descending=True)
-        mass_before = torch.cumsum(s.gather(-1, order), -1) - s.gather(-1, order)
-        rank = torch.arange(s.shape[-1], device=s.device)
-        take = (mass_before < self.p) | (rank < self.min_clusters)
-        take &= rank < self.max_clusters
-        return torch.zeros_like(take).scatter(-1, order, take)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        shape = h.shape[:-1]
-        h = h.reshape(-1, h.shape[-1])
-        s = torch.softmax(self.scorer(h).float(), -1)  # [N, K]
-        chosen = self.chosen(s)
-        sizes = torch.bincount(self.cluster, minlength=self.n_clusters).to(s)
-        self.stats["positions"] += h.shape[0]
-        self.stats["rows_computed"] += float((chosen.to(s) @ sizes).sum())
-        seen = chosen.any(0).cpu()
-        self.touched = seen if self.touched is None else self.touched | seen
-        if bool(chosen.all()):
-            out = torch.log_softmax((h @ self.weight.T).float(), -1)
-        else:
-            in_s = chosen[:, self.cluster]  # [N, V]: token's cluster is chosen
-            logits = (h @ self.weight.T).float().masked_fill(~in_s, float("-inf"))
-            s_chosen = (s * chosen).sum(-1, keepdim=True)
-            shared = torch.log(s / sizes) [:, self.cluster]  # log(s_k / n_k) per token
-            out = torch.where(in_s, torch.log_softmax(logits, -1) + torch.log(s_chosen), shared)
-        return out.reshape(*shape, -1)
-
-
 def cluster_mass(logits: torch.Tensor, cluster: torch.Tensor, k: int) -> torch.Tensor:
     """q [N, K]: the softmax mass of each cluster."""
     p = torch.softmax(logits.float(), -1)
@@ -126,39 +80,65 @@ def head_features(model, tokens: torch.Tensor, batch: int = 8) -> torch.Tensor:
     return torch.cat(feats).float()
 
 
-def cluster_head(model, tokens: torch.Tensor, k: int = 200, p: float = 0.95, min_clusters: int = 3,
-                 max_clusters: int = 100, pca_dim: int = 64, steps: int = 300, holdout: float = 0.2) -> dict:
-    """Cluster the vocabulary, train the scorer on calibration tokens, install a ClusteredHead.
-    Reports the scorer's held-out KL, the mass it covers and the share of logits computed."""
+@dataclass(frozen=True)
+class ClusterHeadConfig(PassConfig):
+    """k: clusters asked of k-means (empty ones are dropped); p, min_clusters, max_clusters: the
+    inference rule above; pca_dim: dimensions of the head rows k-means sees; steps: scorer
+    training steps; holdout: the last share of calibration positions kept out of training."""
+
+    k: int = 200
+    p: float = 0.95
+    min_clusters: int = 3
+    max_clusters: int = 100
+    pca_dim: int = 64
+    steps: int = 300
+    holdout: float = 0.2
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.require(self.k >= 1, f"k must be at least 1, not {self.k}")
+        self.require(0 <= self.p <= 1, f"p must be in [0, 1], not {self.p}")
+        self.require(self.min_clusters >= 0, f"min_clusters must be at least 0, not {self.min_clusters}")
+        self.require(self.max_clusters >= 1, f"max_clusters must be at least 1, not {self.max_clusters}")
+        self.require(self.pca_dim >= 1, f"pca_dim must be at least 1, not {self.pca_dim}")
+        self.require(self.steps >= 1, f"steps must be at least 1, not {self.steps}")
+        self.require(0 <= self.holdout < 1, f"holdout must be in [0, 1), not {self.holdout}")
+
+
+@torch.no_grad()
+def heldout_figures(head: ClusteredHead, held: torch.Tensor) -> dict:
+    """The scorer's KL(q || s), the true mass of the chosen clusters and the share of logits
+    computed, on held-out features [N, C]."""
+    q = cluster_mass(held @ head.weight.T, head.cluster, head.n_clusters)
+    s = torch.softmax(head.scorer(held), -1)
+    chosen = head.chosen(s)
+    sizes = head.cluster_sizes().float()
+    return {"heldout_kl": float(F.kl_div(torch.log(s), q, reduction="batchmean")),
+            "heldout_true_mass_covered": float((q * chosen).sum(-1).mean()),
+            "heldout_vocab_fraction_computed": float((chosen.float() @ sizes).mean() / len(head.cluster))}
+
+
+@register("cluster_head", ClusterHeadConfig)
+def cluster_head(model, cfg: ClusterHeadConfig, ctx: Context) -> PassResult:
+    """Cluster the vocabulary, train the scorer on calibration tokens (ctx.tokens()), install
+    a ClusteredHead. Reports the scorer's held-out KL, the mass it covers and the share of
+    logits computed.
+
+    >>> cluster_head(model, ClusterHeadConfig(k=20), Context(tokens=lambda: tokens))  # doctest: +SKIP"""
     W = model.head.weight.detach()
-    feats = head_features(model, tokens)
-    n_fit = int(len(feats) * (1 - holdout))
-    cluster = cluster_vocabulary(W, k, pca_dim)
+    feats = head_features(model, ctx.tokens())
+    n_fit = int(len(feats) * (1 - cfg.holdout))
+    cluster = cluster_vocabulary(W, cfg.k, cfg.pca_dim)
     n = int(cluster.max()) + 1
-    head = ClusteredHead(W.shape[1], W.shape[0], n, p, min_clusters, min(max_clusters, n)).to(W.device)
+    head = ClusteredHead(W.shape[1], W.shape[0], n, cfg.p, cfg.min_clusters, min(cfg.max_clusters, n)).to(W.device)
     with torch.no_grad():
         head.weight.copy_(W)
         head.cluster.copy_(cluster)
-    losses = train_scorer(head, feats[:n_fit], steps=steps)
-    with torch.no_grad():
-        held = feats[n_fit:]
-        q = cluster_mass(held @ head.weight.T, cluster, n)
-        s = torch.softmax(head.scorer(held), -1)
-        chosen = head.chosen(s)
-        kl = float(F.kl_div(torch.log(s), q, reduction="batchmean"))
-        true_mass = float((q * chosen).sum(-1).mean())
-        fraction = float((chosen.float() @ torch.bincount(cluster, minlength=n).float()).mean() / W.shape[0])
+    losses = train_scorer(head, feats[:n_fit], steps=cfg.steps)
+    figures = heldout_figures(head, feats[n_fit:])
     model.head = head.to(W.dtype)
-    return {"pass": "cluster_head", "clusters": n, "p": p, "min_clusters": min_clusters, "max_clusters": head.max_clusters,
-            "scorer_kl_start": losses[0], "scorer_kl_end": losses[-1], "heldout_kl": kl,
-            "heldout_true_mass_covered": true_mass, "heldout_vocab_fraction_computed": fraction,
-            "cluster_sizes": {"min": int(torch.bincount(cluster).min()), "max": int(torch.bincount(cluster).max())},
-            "structure": {"head": {"clusters": n, "p": p, "min_clusters": min_clusters,
-                                   "max_clusters": head.max_clusters}}}
-
-
-def restructure(model, structure: dict) -> None:
-    for name, spec in structure.items():
-        old = model.get_submodule(name)
-        setattr(model, name, ClusteredHead(old.in_features, old.out_features, spec["clusters"], spec["p"],
-                                           spec["min_clusters"], spec["max_clusters"]))
+    sizes = torch.bincount(cluster)
+    spec = {"clusters": n, "p": cfg.p, "min_clusters": cfg.min_clusters, "max_clusters": head.max_clusters}
+    report = {"pass": "cluster_head", **spec, "scorer_kl_start": losses[0], "scorer_kl_end": losses[-1], **figures,
+              "cluster_sizes": {"min": int(sizes.min()), "max": int(sizes.max())}}
+    return PassResult(report, {"head": spec})

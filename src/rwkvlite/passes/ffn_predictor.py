@@ -8,64 +8,20 @@ active set before W_k is touched, and a neuron counts as active if either says s
   (b) a 1-bit copy of W_k: sign(W_k) times one mean |w| per row (or an n-bit RTN copy);
       the top (1 - p) of its scores count as active, with p per layer chosen as the
       largest value whose union with (a) keeps `target_recall` on the calibration data.
-PredictedKey replaces ffn.key: it returns W_k x' where predicted active and 0 elsewhere
+PredictedKey (model/structure.py) replaces ffn.key: it returns W_k x' where predicted active and 0 elsewhere
 (relu(0)^2 = 0), the masked dense form used for evaluation; a runtime gathers only the
 active rows of W_k and columns of W_v.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ..model.structure import PredictedKey
+from .base import Context, PassConfig, PassResult, register
 from .calibrate import fit_samples, run_observed
-
-
-class PredictedKey(nn.Module):
-    def __init__(self, in_features: int, out_features: int, hidden: int = 64, quant_bits: int = 1):
-        super().__init__()
-        self.in_features, self.out_features, self.quant_bits = in_features, out_features, quant_bits
-        self.weight = nn.Parameter(torch.zeros(out_features, in_features))  # W_k, unchanged
-        self.mlp1 = nn.Linear(in_features, hidden)
-        self.mlp2 = nn.Linear(hidden, out_features)
-        self.register_buffer("qsign", torch.zeros(out_features, in_features, dtype=torch.int8))
-        self.register_buffer("qscale", torch.zeros(out_features, 1))
-        self.register_buffer("threshold", torch.tensor(0.7))
-        self.register_buffer("keep", torch.tensor(1.0))  # 1 - p: share the quantised copy marks active
-        self.enabled = True
-        self.reset_stats()
-
-    def reset_stats(self):
-        """Counters for memory accounting: tokens seen, active neurons summed, neurons ever active."""
-        self.stats = {"tokens": 0, "predicted_active": 0.0}
-        self.touched = None  # made on first use (a model may be built on the meta device)
-
-    def mlp_says(self, x):
-        return torch.sigmoid(self.mlp2(torch.relu(self.mlp1(x)))) > self.threshold
-
-    def quant_scores(self, x):
-        return x @ (self.qsign.to(x.dtype) * self.qscale.to(x.dtype)).T
-
-    def quant_says(self, x, keep=None):
-        keep = float(self.keep if keep is None else keep)
-        s = self.quant_scores(x)
-        n = max(1, round(keep * self.out_features))
-        cutoff = s.topk(n, dim=-1).values[..., -1:]
-        return s >= cutoff
-
-    def active(self, x, keep=None):
-        return self.mlp_says(x) | self.quant_says(x, keep)
-
-    def forward(self, x):
-        y = x @ self.weight.T
-        if not self.enabled:
-            return y
-        mask = self.active(x)
-        self.stats["tokens"] += mask[..., 0].numel()
-        self.stats["predicted_active"] += float(mask.float().sum(-1).sum())
-        seen = mask.reshape(-1, self.out_features).any(0).cpu()
-        self.touched = seen if self.touched is None else self.touched | seen
-        return y * mask
 
 
 def quantized_copy(W: torch.Tensor, bits: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,42 +78,65 @@ def collect_key_inputs(model, tokens: torch.Tensor, batch: int = 8) -> dict[int,
     return {i: torch.cat(v).float() for i, v in inputs.items()}
 
 
-def ffn_predictors(model, tokens: torch.Tensor, hidden: int = 64, quant_bits: int = 1, threshold: float = 0.7,
-                   target_recall: float = 0.95, steps: int = 400, holdout: float = 0.2) -> dict:
-    """Train both predictors per layer on calibration tokens and install PredictedKey modules.
-    Statistics are measured on the held-out last `holdout` share of the calibration positions."""
-    xs = collect_key_inputs(model, tokens)
+@dataclass(frozen=True)
+class FFNPredictorConfig(PassConfig):
+    """hidden: the MLP's width; quant_bits: bits of the quantised key copy (1: signs);
+    threshold: the MLP's sigmoid cut; target_recall: what the union must keep on calibration
+    data; steps: MLP training steps; holdout: the last share of calibration positions kept
+    out of training, where the report's statistics are measured."""
+
+    hidden: int = 64
+    quant_bits: int = 1
+    threshold: float = 0.7
+    target_recall: float = 0.95
+    steps: int = 400
+    holdout: float = 0.2
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.require(self.hidden >= 1, f"hidden must be at least 1, not {self.hidden}")
+        self.require(1 <= self.quant_bits <= 8, f"quant_bits must be 1 to 8, not {self.quant_bits}")
+        self.require(0 <= self.threshold <= 1, f"threshold must be in [0, 1], not {self.threshold}")
+        self.require(0 < self.target_recall <= 1, f"target_recall must be in (0, 1], not {self.target_recall}")
+        self.require(self.steps >= 1, f"steps must be at least 1, not {self.steps}")
+        self.require(0 <= self.holdout < 1, f"holdout must be in [0, 1), not {self.holdout}")
+
+
+def fit_predictor(W: torch.Tensor, x: torch.Tensor, cfg: FFNPredictorConfig) -> tuple[PredictedKey, dict]:
+    """A PredictedKey for key weight W [F, C] fitted on its inputs x [N, C], and its held-out statistics."""
+    labels = (x @ W.float().T) > 0
+    n_fit = int(len(x) * (1 - cfg.holdout))
+    key = PredictedKey(W.shape[1], W.shape[0], cfg.hidden, cfg.quant_bits).to(W.device)
+    with torch.no_grad():
+        key.weight.copy_(W)
+        key.qsign, scale = quantized_copy(W.float(), cfg.quant_bits)
+        key.qscale.copy_(scale)
+        key.threshold.fill_(cfg.threshold)
+    train_mlp(key, x[:n_fit], labels[:n_fit], steps=cfg.steps)
+    key.keep.fill_(choose_keep(key, x[:n_fit], labels[:n_fit], cfg.target_recall))
+    with torch.no_grad():
+        held_x, held = x[n_fit:], labels[n_fit:]
+        mlp, quant = key.mlp_says(held_x), key.quant_says(held_x)
+        stats = layer_stats(held, mlp | quant)
+    stats.update({"mlp_recall": layer_stats(held, mlp)["recall"], "quant_recall": layer_stats(held, quant)["recall"],
+                  "quant_keep": float(key.keep)})
+    return key, stats
+
+
+@register("ffn_predictor", FFNPredictorConfig)
+def ffn_predictor(model, cfg: FFNPredictorConfig, ctx: Context) -> PassResult:
+    """Train both predictors per layer on calibration tokens (ctx.tokens()) and install
+    PredictedKey modules in place of every channel-mix key.
+
+    >>> ffn_predictor(model, FFNPredictorConfig(steps=100), Context(tokens=lambda: tokens))  # doctest: +SKIP"""
+    xs = collect_key_inputs(model, ctx.tokens())
     layers, structure = [], {}
     for i, block in enumerate(model.blocks):
-        linear = block.ffn.key
-        W = linear.weight.detach()
-        x = xs[i]
-        labels = (x @ W.float().T) > 0
-        n_fit = int(len(x) * (1 - holdout))
-        key = PredictedKey(W.shape[1], W.shape[0], hidden, quant_bits).to(W.device)
-        with torch.no_grad():
-            key.weight.copy_(W)
-            key.qsign, scale = quantized_copy(W.float(), quant_bits)
-            key.qscale.copy_(scale)
-            key.threshold.fill_(threshold)
-        train_mlp(key, x[:n_fit], labels[:n_fit], steps=steps)
-        key.keep.fill_(choose_keep(key, x[:n_fit], labels[:n_fit], target_recall))
-        with torch.no_grad():
-            held_x, held = x[n_fit:], labels[n_fit:]
-            mlp, quant = key.mlp_says(held_x), key.quant_says(held_x)
-            stats = layer_stats(held, mlp | quant)
-        stats.update({"layer": i, "mlp_recall": layer_stats(held, mlp)["recall"],
-                      "quant_recall": layer_stats(held, quant)["recall"], "quant_keep": float(key.keep)})
-        layers.append(stats)
+        W = block.ffn.key.weight.detach()
+        key, stats = fit_predictor(W, xs[i], cfg)
+        layers.append({"layer": i, **stats})
         block.ffn.key = key.to(W.dtype)
-        structure[f"blocks.{i}.ffn.key"] = {"hidden": hidden, "quant_bits": quant_bits}
-    return {"pass": "ffn_predictor", "hidden": hidden, "quant_bits": quant_bits, "threshold": threshold,
-            "target_recall": target_recall, "layers": layers, "structure": structure}
-
-
-def restructure(model, structure: dict) -> None:
-    for name, spec in structure.items():
-        linear = model.get_submodule(name)
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child,
-                PredictedKey(linear.in_features, linear.out_features, spec["hidden"], spec["quant_bits"]))
+        structure[f"blocks.{i}.ffn.key"] = {"hidden": cfg.hidden, "quant_bits": cfg.quant_bits}
+    report = {"pass": "ffn_predictor", "hidden": cfg.hidden, "quant_bits": cfg.quant_bits, "threshold": cfg.threshold,
+              "target_recall": cfg.target_recall, "layers": layers}
+    return PassResult(report, structure)

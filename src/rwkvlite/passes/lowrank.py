@@ -12,81 +12,55 @@ and v (its w/a/v/g LoRAs are already low-rank; its channel-mix has no receptance
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-import torch
 from torch import nn
 
+from ..model.structure import LOWRANK_VARIANTS, LowRankLinear, replace_module
+from .base import Context, PassConfig, PassResult, register
+
 TARGETS = re.compile(r"^blocks\.\d+\.(att\.(receptance|key|value|gate)|ffn\.receptance)$")
-VARIANTS = ("linear", "relu")
-
-
-class LowRankLinear(nn.Module):
-    """y = W2 W1 x  ("linear")  or  y = W2 relu(W1 x)^2 + d * x  ("relu")."""
-
-    def __init__(self, in_features: int, out_features: int, rank: int, variant: str = "linear"):
-        super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"low-rank variant must be one of {VARIANTS}, not {variant!r}")
-        self.in_features, self.out_features, self.rank, self.variant = in_features, out_features, rank, variant
-        self.w1 = nn.Parameter(torch.zeros(rank, in_features))
-        self.w2 = nn.Parameter(torch.zeros(out_features, rank))
-        if variant == "relu" and in_features == out_features:
-            self.diag = nn.Parameter(torch.zeros(in_features))
-
-    def forward(self, x):
-        h = x @ self.w1.T
-        if self.variant == "relu":
-            h = torch.relu(h) ** 2
-        y = h @ self.w2.T
-        return y + x * self.diag if hasattr(self, "diag") else y
-
-    @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, variant: str = "linear") -> "LowRankLinear":
-        W = linear.weight.detach()
-        U, S, Vh = torch.linalg.svd(W.double(), full_matrices=False)
-        root = S[:rank].sqrt()
-        m = cls(W.shape[1], W.shape[0], rank, variant).to(device=W.device, dtype=W.dtype)
-        with torch.no_grad():
-            m.w1.copy_(root[:, None] * Vh[:rank])
-            m.w2.copy_(U[:, :rank] * root)
-        return m
 
 
 def targets(model) -> dict[str, nn.Linear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and TARGETS.match(n)}
 
 
-def _set(model, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent), child, module)
+@dataclass(frozen=True)
+class LowRankConfig(PassConfig):
+    """factor: rank = in_features / factor; variant: "linear" or "relu" (see the module docstring)."""
+
+    factor: int = 8
+    variant: str = "linear"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.require(self.factor >= 1, f"factor must be at least 1, not {self.factor}")
+        self.require(self.variant in LOWRANK_VARIANTS,
+                     f"variant must be one of {', '.join(LOWRANK_VARIANTS)}, not {self.variant!r}")
 
 
-def lowrank(model, factor: int = 8, variant: str = "linear") -> dict:
+@register("lowrank", LowRankConfig)
+def lowrank(model, cfg: LowRankConfig, ctx: Context | None = None) -> PassResult:
     """Replace every target projection by its rank in/factor SVD factors, in place.
-    Returns the report: per layer rank, parameters before/after and the relative Frobenius
-    error of W2 W1 (the weight-space error the recovery training starts from)."""
-    if factor < 1:
-        raise ValueError(f"low-rank factor must be at least 1, not {factor}")
+    The report gives per layer rank, parameters before/after and the relative Frobenius
+    error of W2 W1 (the weight-space error the recovery training starts from).
+
+    >>> lowrank(model, LowRankConfig(factor=8)).structure  # doctest: +SKIP
+    {'blocks.0.att.key': {'rank': 8, 'variant': 'linear'}, ...}"""
     layers = []
     for name, linear in targets(model).items():
-        rank = max(1, linear.in_features // factor)
-        m = LowRankLinear.from_linear(linear, rank, variant)
+        rank = max(1, linear.in_features // cfg.factor)
+        m = LowRankLinear.from_linear(linear, rank, cfg.variant)
         W = linear.weight.detach().double()
         err = float((W - m.w2.detach().double() @ m.w1.detach().double()).norm() / W.norm())
         layers.append({"name": name, "shape": list(W.shape), "rank": rank, "params_before": W.numel(),
                        "params_after": sum(p.numel() for p in m.parameters()), "weight_error": err})
-        _set(model, name, m)
-    return {"pass": "lowrank", "factor": factor, "variant": variant, "layers": layers,
-            "structure": {r["name"]: {"rank": r["rank"], "variant": variant} for r in layers},
-            "params_before": sum(r["params_before"] for r in layers),
-            "params_after": sum(r["params_after"] for r in layers)}
-
-
-def restructure(model, structure: dict) -> None:
-    """Give a freshly built model the low-rank modules a saved file describes (weights come after)."""
-    for name, spec in structure.items():
-        linear = model.get_submodule(name)
-        _set(model, name, LowRankLinear(linear.in_features, linear.out_features, spec["rank"], spec["variant"]))
+        replace_module(model, name, m)
+    report = {"pass": "lowrank", "factor": cfg.factor, "variant": cfg.variant, "layers": layers,
+              "params_before": sum(r["params_before"] for r in layers),
+              "params_after": sum(r["params_after"] for r in layers)}
+    return PassResult(report, {r["name"]: {"rank": r["rank"], "variant": cfg.variant} for r in layers})
 
 
 # recovery trains the factors (and diagonals) and ln_out; everything else stays frozen
