@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from typing import NamedTuple
 
 from rwkvlite.utils.io import atomic_path
 
@@ -49,23 +50,33 @@ COLUMNS = {
     "feed_x_stepped": ("feed x stepped", "{:.2f}"),
 }
 
-# README's short tables: (area, JSON names, columns, the command that makes the first name).
-# The first file that exists is shown; none: the README says which command to run.
+class ReadmeTable(NamedTuple):
+    """One of README's short tables: the first of `names` in bench/results that exists (none:
+    the README says to run `command`, which makes the first), its `columns`, and the rows
+    whose values are among `keep`'s (all of them are in RESULTS.md)."""
+
+    title: str
+    names: tuple[str, ...]
+    columns: tuple[str, ...]
+    command: str
+    keep: dict = {}
+
+
 README_TABLES = [
-    ("Quality: quantisation at matched bits", ["quantize-ref-world-v7", "quantize-tiny-5v2"],
-     ["method", "bits", "matrix_bpw", "file_mb", "bits_per_byte", "kl", "top1"],
-     "python bench/quantize.py --models ../shared/models/ref-world-v7/model.safetensors --bits 3 4 "
-     "--text-bytes 60000 --lambada 200 --save quantize-ref-world-v7"),
-    ("Memory: RWKV-Lite techniques, alone and stacked", ["lite-ref-world-v7", "lite-tiny-5v2"],
-     ["variant", "stored_mb", "resident_mb", "read_mb_per_token", "bits_per_byte", "kl"],
-     "python bench/lite.py --models ../shared/models/ref-world-v7/model.safetensors --recover-steps 100 "
-     "--lambada 200 --save lite-ref-world-v7"),
-    ("Speed: the lean runtime, RWKV-7 shapes with random weights", ["runtime-v7"],
-     ["shape", "recipe", "file_mb", "peak_rss_mib", "ms_per_token", "read_mb_per_token", "x_bound"],
-     "python bench/runtime.py --keep runs/rtb --repeat 5 --save runtime-v7"),
-    ("Speed: against llama.cpp on the same checkpoint", ["llamacpp"],
-     ["name", "file_mb", "peak_rss_mib", "ms_per_token", "speed_vs_q5_1"],
-     "python bench/llamacpp.py --llama-src LLAMA_CPP_SRC --keep runs/rtb --rounds 5 --save llamacpp"),
+    ReadmeTable("Quality: quantisation at matched bits", ("quantize-ref-world-v7", "quantize-tiny-5v2"),
+                ("method", "bits", "matrix_bpw", "file_mb", "bits_per_byte", "kl", "top1"),
+                "python bench/quantize.py --models ../shared/models/ref-world-v7/model.safetensors --bits 3 4 "
+                "--text-bytes 60000 --lambada 200 --save quantize-ref-world-v7", {"bits": (16, 3)}),
+    ReadmeTable("Memory: RWKV-Lite techniques, alone and stacked", ("lite-ref-world-v7", "lite-tiny-5v2"),
+                ("variant", "stored_mb", "resident_mb", "read_mb_per_token", "bits_per_byte", "kl"),
+                "python bench/lite.py --models ../shared/models/ref-world-v7/model.safetensors --recover-steps 100 "
+                "--lambada 200 --save lite-ref-world-v7"),
+    ReadmeTable("Speed: the lean runtime, RWKV-7 0.1B shapes with random weights", ("runtime-v7",),
+                ("recipe", "file_mb", "peak_rss_mib", "ms_per_token", "read_mb_per_token", "x_bound"),
+                "python bench/runtime.py --keep runs/rtb --repeat 5 --save runtime-v7", {"shape": ("0.1b",)}),
+    ReadmeTable("Speed: against llama.cpp on the same checkpoint", ("llamacpp",),
+                ("name", "file_mb", "peak_rss_mib", "ms_per_token", "speed_vs_q5_1"),
+                "python bench/llamacpp.py --llama-src LLAMA_CPP_SRC --keep runs/rtb --rounds 5 --save llamacpp"),
 ]
 
 
@@ -114,14 +125,15 @@ def results_md(results: dict[str, dict]) -> str:
 
 def readme_section(results: dict[str, dict]) -> str:
     out = [RESULTS_BEGIN]
-    for title, names, keys, command in README_TABLES:
-        name = next((n for n in names if n in results), None)
+    for t in README_TABLES:
+        name = next((n for n in t.names if n in results), None)
         if name is None:
-            out += ["", f"**{title}**: not measured yet; run `{command}`, then `python bench/report.py`."]
+            out += ["", f"**{t.title}**: not measured yet; run `{t.command}`, then `python bench/report.py`."]
             continue
         data = results[name]
-        out += ["", f"**{title}** (`bench/results/{name}.json`, {data['date']}): `{data['command']}`", ""]
-        out += table(data["rows"], keys)
+        rows = [r for r in data["rows"] if all(r.get(k) in values for k, values in t.keep.items())]
+        out += ["", f"**{t.title}** (`bench/results/{name}.json`, {data['date']}): `{data['command']}`", ""]
+        out += table(rows, list(t.columns))
     return "\n".join(out + ["", RESULTS_END])
 
 

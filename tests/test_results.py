@@ -74,6 +74,11 @@ def test_readme_results_are_generated_from_the_json_files():
         "README.md's results section differs from the JSON files: run python bench/report.py"
 
 
+def test_readme_is_short():
+    lines = _read("README.md").count("\n")
+    assert lines <= 200, f"README.md has {lines} lines (at most 200): move detail to docs/ or bench/RESULTS.md"
+
+
 def test_every_readme_figure_names_an_existing_results_file():
     found = figures_and_sources(_results_part(_read("README.md")))
     assert found, "README.md's results section shows no figure"
@@ -102,3 +107,17 @@ def test_report_writes_tables_from_rows(tmp_path):
     md = report.results_md(report.load(str(tmp_path)))
     assert "## x" in md and "`python bench/x.py --save x`" in md
     assert "| method | KL | extra |" in md and "| gptq | 0.0015 | - |" in md
+
+
+def test_save_records_the_command_machine_and_rows(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_results", os.path.join(ROOT, "bench", "results.py"))
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    command = results.command_line([os.path.join(ROOT, "bench", "lite.py"), "--models", "a b.pth"])
+    assert command == "python bench/lite.py --models 'a b.pth'"
+    path = results.save("lite-x", [{"variant": "fp16", "kl": 0.0}], command=command, folder=str(tmp_path))
+    assert os.listdir(tmp_path) == ["lite-x.json"]  # no temporary file left beside it
+    data = _report().load(str(tmp_path))["lite-x"]
+    assert data == json.load(open(path))
+    assert data["command"] == command and data["rows"] == [{"variant": "fp16", "kl": 0.0}]
+    assert data["machine"]["cores"] == os.cpu_count() and data["machine"]["python"]
