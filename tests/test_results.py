@@ -9,7 +9,8 @@ import os
 import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIGURE = re.compile(r"\d+\.\d+|\b\d+ ?(?:MB|MiB|GB|ms|%)")
+# a decimal (not a model size such as 0.1B) or a count with a unit
+FIGURE = re.compile(r"\d+\.\d+(?![\d.]*[BM]\b)|\b\d+ ?(?:MB|MiB|GB|ms|%)")
 SOURCE = re.compile(r"bench/results/([\w.-]+)\.json")
 
 
@@ -91,10 +92,11 @@ def test_every_readme_figure_names_an_existing_results_file():
 
 
 def test_the_source_rule_catches_a_figure_without_a_file():
-    text = "**Speed** (`bench/results/runtime-v7.json`)\n\n| a |\n|---|\n| 1.5 |\n\nabout 3.2 ms a token\n"
+    text = ("**Speed** (`bench/results/runtime-v7.json`)\n\n| a |\n|---|\n| 1.5 |\n\nabout 3.2 ms a token\n"
+            "0.1B shapes: run `python bench/runtime.py`\n2.9x llama.cpp\n")
     found = figures_and_sources(text)
     assert found == [("| 1.5 |", "**Speed** (`bench/results/runtime-v7.json`)"),
-                     ("about 3.2 ms a token", "about 3.2 ms a token")]
+                     ("about 3.2 ms a token", "about 3.2 ms a token"), ("2.9x llama.cpp", "2.9x llama.cpp")]
     assert not SOURCE.findall(found[1][1])
 
 
