@@ -48,8 +48,7 @@ def main() -> None:
             print(f"{name:10s} {seconds:7.2f} s   peak RSS {peak_mib():6.0f} MiB   {tuple(rows.shape)}")
             table.append({"read": name, "file_mb": os.path.getsize(path) / 1e6, "seconds": seconds,
                           "peak_rss_mib": peak_mib()})
-    if args.save:
-        results.save(args.save, table)
+    results.write(args, table)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,7 @@ def main() -> None:
         if len(t):
             print(f"{name:5s} {len(t):4d} lookups   median {np.median(t):7.1f} us   mean {t.mean():7.1f} us")
             rows.append({"lookup": name, "count": len(t), "median_us": float(np.median(t)), "mean_us": float(t.mean())})
-    if args.save:
-        results.save(args.save, rows)
+    results.write(args, rows)
 
 
 if __name__ == "__main__":

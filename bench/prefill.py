@@ -76,8 +76,7 @@ def main() -> None:
                          f"{min(ratios):.2f}-{max(ratios):.2f})")
         print(f"{path[-40:]:40} " + " ".join(f"{c:>26}" for c in cells), flush=True)
         rows.append(row)
-    if args.save:
-        results.save(args.save, rows)
+    results.write(args, rows)
 
 
 if __name__ == "__main__":

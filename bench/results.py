@@ -1,6 +1,7 @@
 """Measured tables as small JSON files in bench/results/, each with what produced it.
 
-A bench script ends with `results.save(name, rows)`: bench/results/NAME.json then holds
+A bench script run with `--save [NAME]` ends with `results.write(args, measured, rows)`, and
+bench/results/NAME.json then holds
   {"name": ..., "command": the script's own command line, "machine": {cpu, cores, flags,
    python, numpy, torch}, "date": UTC, "rows": [one flat dict per table row]}
 and bench/report.py turns every such file into bench/RESULTS.md.
@@ -71,15 +72,17 @@ def save(name: str, rows: list[dict], command: str | None = None, folder: str = 
 
 def write(args, measured, rows: list[dict] | None = None) -> None:
     """A bench script's outputs: with --json, everything it measured (`measured`); with --save,
-    the table's rows (`rows`, or `measured` itself) as bench/results/NAME.json."""
+    the table's rows (`rows`, or `measured` itself) as bench/results/NAME.json, where NAME may
+    name the script's options in braces ("runtime-v{version}")."""
     if getattr(args, "json", None):
         with atomic_path(args.json) as tmp, open(tmp, "w") as f:
             json.dump(measured, f, indent=1)
     if args.save:
-        save(args.save, measured if rows is None else rows)
+        save(args.save.format_map(vars(args)), measured if rows is None else rows)
 
 
 def add_argument(parser, default: str) -> None:
-    """The bench scripts' `--save [NAME]`: write the table to bench/results/NAME.json."""
+    """The bench scripts' `--save [NAME]`: write the table to bench/results/NAME.json (`default`
+    when NAME is left out)."""
     parser.add_argument("--save", nargs="?", const=default, default=None, metavar="NAME",
                         help=f"write the table to bench/results/NAME.json (default name {default})")

@@ -106,7 +106,7 @@ def main():
                     help="benchmark every file this many times, in turn; report the median run")
     ap.add_argument("--keep", default=None, help="folder to keep the files in")
     ap.add_argument("--json", default=None)
-    results.add_argument(ap, "runtime-v7")
+    results.add_argument(ap, "runtime-v{version}")
     args = ap.parse_args()
     from rwkvlite.runtime import kernels
 

@@ -58,8 +58,7 @@ def main() -> None:
               + ("" if same else "  DIFFERENT DRAWS"))
         rows.append({"logit_scale": scale, "nucleus": nucleus, "sample_ms": ours, "full_sort_ms": ref,
                      "ratio": ours / ref, "same_draws": same})
-    if args.save:
-        results.save(args.save, rows)
+    results.write(args, rows)
 
 
 if __name__ == "__main__":
