@@ -5,12 +5,11 @@ Floor: the same model's matrix multiplications alone (every nn.Linear and LoRA-l
 and the head), on activations of the same shape, timed in the same run. The ratio
 sequence-time / floor-time says how much the rest (WKV, norms, element-wise) costs; target <= 2.
 
-usage: python bench/forward.py [--tokens 512] [--layers 12] [--width 768] [--vocab 65536] [--repeat 3]
+usage: python bench/forward.py [--tokens 512] [--layers 12] [--width 768] [--vocab 65536] [--repeat 3] [--save [NAME]]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,6 +19,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from rwkvlite.model import RWKVConfig  # noqa: E402
 from rwkvlite.model.init import random_model  # noqa: E402
+
+import results  # noqa: E402  bench/results.py
 
 
 def best_of(fn, repeat):
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--json", default=None)
+    results.add_argument(ap, "forward")
     args = ap.parse_args()
     torch.manual_seed(0)
     config = RWKVConfig("7", n_layer=args.layers, n_embd=args.width, vocab_size=args.vocab)
@@ -80,9 +82,7 @@ def main():
     print(f"  sequence mode : {seq:.3f} s  ({result['sequence_tokens_per_s']} tokens/s)")
     print(f"  matmul floor  : {floor:.3f} s  -> ratio {result['ratio_to_floor']} (target <= 2)")
     print(f"  step mode     : {result['step_ms_per_token']} ms/token")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    results.write(args, result, [result])
 
 
 if __name__ == "__main__":

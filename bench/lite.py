@@ -13,11 +13,11 @@ counts on the evaluation text), each as a ratio to fp16; MB read per token; Wiki
 token ppl and bits/byte; LAMBADA accuracy; KL(original || compressed) and top-1 agreement.
 
 usage: python bench/lite.py [--models PATH ...] [--only VARIANT ...] [--keep DIR [--reuse]] [--json out.json]
+                           [--save [NAME]]   (bench/results/NAME.json: the table, bench/results.py)
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -30,6 +30,8 @@ from rwkvlite.format.container import read as read_file
 from rwkvlite.loaders import load_model
 from rwkvlite.tokenizer import tokenizer_for
 from rwkvlite.utils.paths import shared_path
+
+import results  # bench/results.py
 
 REF = [p for p in ("runs/ref-world-v7/model.safetensors", "runs/ref-world-v5/model.safetensors") if os.path.exists(p)]
 DEFAULT_MODELS = REF or [shared_path("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-FP32.bin")]
@@ -83,6 +85,7 @@ def main():
     ap.add_argument("--reuse", action="store_true",
                     help="use a file already in --keep when it reads back valid instead of rebuilding it")
     ap.add_argument("--json", default=None)
+    results.add_argument(ap, "lite")
     args = ap.parse_args()
     text = ev.read_text(shared_path("data", "wikitext-2-raw", "wiki.test.raw"))[:args.text_bytes]
     items = ev.read_lambada(shared_path("data", "lambada_test.jsonl"))[:args.lambada]
@@ -122,9 +125,17 @@ def main():
                   f"{m['resident'] / 1e6:>11.2f} {r['resident_ratio']:>6.2f} {m['read_per_token'] / 1e6:>11.2f} "
                   f"{r['ppl']:>9.2f} {r['bits_per_byte']:>7.4f} {r['lambada_acc']:>6.4f} {r['kl']:>7.4f} "
                   f"{r['top1']:>6.3f} {'reused' if build_s is None else f'{build_s:.0f}':>7}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    results.write(args, rows, [table_row(r) for r in rows])
+
+
+def table_row(r: dict) -> dict:
+    """The printed table's figures of one variant (no pass reports or build times)."""
+    m = r["memory"]["total"]
+    return {"model": r["model"], "variant": r["variant"], "stored_mb": m["stored"] / 1e6,
+            "stored_ratio": r["stored_ratio"], "resident_mb": m["resident"] / 1e6,
+            "resident_ratio": r["resident_ratio"], "read_mb_per_token": m["read_per_token"] / 1e6,
+            "ppl": r["ppl"], "bits_per_byte": r["bits_per_byte"], "lambada_acc": r["lambada_acc"],
+            "kl": r["kl"], "top1": r["top1"]}
 
 
 if __name__ == "__main__":

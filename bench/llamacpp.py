@@ -25,7 +25,7 @@ per-round ratios of Q5_1's time to its time).
 
 needs: pip install llama-cpp-python transformers (neither is a dependency of rwkvlite)
 usage: python bench/llamacpp.py --llama-src DIR [--checkpoint rwkv7-0.1b.pth] [--files A.rwkvlite ...]
-                                [--keep runs/rtb] [--rounds 5] [--threads N] [--json out.json]
+                                [--keep runs/rtb] [--rounds 5] [--threads N] [--json out.json] [--save [NAME]]
    or: python bench/llamacpp.py --worker FILE.gguf [--tokens 128] [--threads N]   (one engine run)
 """
 from __future__ import annotations
@@ -45,6 +45,8 @@ import numpy as np
 
 from rwkvlite.utils.io import atomic_path
 from rwkvlite.utils.paths import shared_path
+
+import results  # bench/results.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -237,6 +239,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--json", default=None)
+    results.add_argument(ap, "llamacpp")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--dump", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -290,9 +293,15 @@ def main() -> None:
         print(f"{name:<30} {row['file_bytes'] / 1e6:>8.1f} {row['peak_rss_max_mib']:>12.0f} "
               f"{row['bytes_read_per_token'] / 1e6:>11.1f} {row['x_bound']:>7.2f} {row['ms_per_token']:>9.2f} "
               f"{row['speed_vs_q5_1']:>10.2f}x ({min(speed):.2f}-{max(speed):.2f})", flush=True)
-    if args.json:
-        with atomic_path(args.json) as tmp, open(tmp, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    results.write(args, rows, [table_row(r) for r in rows])
+
+
+def table_row(r: dict) -> dict:
+    """The printed table's figures of one engine and file (bench/results/NAME.json)."""
+    return {"name": r["name"], "file_mb": r["file_bytes"] / 1e6, "peak_rss_mib": r["peak_rss_max_mib"],
+            "read_mb_per_token": r["bytes_read_per_token"] / 1e6, "ms_per_token": r["ms_per_token"],
+            "x_bound": r["x_bound"], "speed_vs_q5_1": r["speed_vs_q5_1"],
+            "speed_min": min(r["speed_vs_q5_1_runs"]), "speed_max": max(r["speed_vs_q5_1_runs"])}
 
 
 if __name__ == "__main__":

@@ -8,16 +8,20 @@ three see the same minutes of this machine:
 The file is warmed first (its pages mapped in), so this is the steady prefill speed, not the
 first touch. Ratios are per round against `stepped`; median and range.
 
-usage: python bench/prefill.py FILE [FILE ...] [--tokens 64] [--rounds 6] [--threads N]
+usage: python bench/prefill.py FILE [FILE ...] [--tokens 64] [--rounds 6] [--threads N] [--save [NAME]]
+--save writes the table to bench/results/NAME.json (bench/results.py).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import time
 
 from rwkvlite.runtime import Runtime  # before numpy: its BLAS held to one thread
+
+import results  # bench/results.py
 
 
 def stepped(rt, tokens):
@@ -44,10 +48,12 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--threads", type=int, default=None)
+    results.add_argument(ap, "prefill")
     args = ap.parse_args()
     names = list(WAYS)
     print(f"ms/token, median of {args.rounds} rounds of {args.tokens} prompt tokens; (x stepped: median, range)")
     print(f"{'file':40} " + " ".join(f"{n:>26}" for n in names))
+    rows = []
     for path in args.files:
         rt = Runtime(path, threads=args.threads)
         rng = random.Random(0)
@@ -59,12 +65,18 @@ def main() -> None:
                 start = time.perf_counter()
                 WAYS[n](rt, tokens)
                 times[n].append(1e3 * (time.perf_counter() - start) / len(tokens))
-        cells = []
+        cells, row = [], {"file": os.path.basename(path)}
         for n in names:
             ratios = [t / s for t, s in zip(times[n], times["stepped"])]
+            key = n.replace(" ", "_")
+            row[f"{key}_ms"] = statistics.median(times[n])
+            if n != "stepped":
+                row[f"{key}_x_stepped"] = statistics.median(ratios)
             cells.append(f"{statistics.median(times[n]):7.2f} ({statistics.median(ratios):.2f}, "
                          f"{min(ratios):.2f}-{max(ratios):.2f})")
         print(f"{path[-40:]:40} " + " ".join(f"{c:>26}" for c in cells), flush=True)
+        rows.append(row)
+    results.write(args, rows)
 
 
 if __name__ == "__main__":

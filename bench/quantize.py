@@ -14,8 +14,9 @@ so VQ's bits per weight are at most SQ's at the same code bits.
 Timing (--timing): quantise a randomly initialised RWKV-7 with 0.1B shapes (12 x 768, World
 vocab) by RWKVQuant at 3 bits in a fresh process; print wall time and peak RSS (VmHWM).
 
-usage: python bench/quantize.py [--models PATH ...] [--bits 3 4] [--json out.json]
-       python bench/quantize.py --timing
+usage: python bench/quantize.py [--models PATH ...] [--bits 3 4] [--json out.json] [--save [NAME]]
+       python bench/quantize.py --timing [--save [NAME]]
+--save writes the table to bench/results/NAME.json (bench/results.py).
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from rwkvlite.loaders import load_model, save_model
 from rwkvlite.passes.quantize import QuantConfig
 from rwkvlite.tokenizer import tokenizer_for
 from rwkvlite.utils.paths import shared_path
+
+import results  # bench/results.py
 
 DEFAULT_MODELS = [shared_path("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-FP32.bin")] + [
     p for p in ("runs/ref-world-v7/model.safetensors", "runs/ref-world-v5/model.safetensors") if os.path.exists(p)]
@@ -148,15 +151,16 @@ def main():
     ap.add_argument("--lambada", type=int, default=500)
     ap.add_argument("--timing", action="store_true")
     ap.add_argument("--json", default=None)
+    results.add_argument(ap, "quantize")
     args = ap.parse_args()
     if args.timing:
         result = timing(args)
     else:
         print(HEADER, flush=True)
         result = quality(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    # the quality table's rows without their build times, which a busy machine makes noise
+    results.write(args, result, [result] if args.timing else
+                  [{k: v for k, v in r.items() if k != "quantize_s"} for r in result])
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ With --repeat N every file is benchmarked N times in turn and the median run is 
 (peak RSS: the largest of the runs; x bound: the median of the runs' own ratios).
 
 usage: python bench/runtime.py [--version 7] [--shapes 0.1b 0.4b] [--recipes fp16 int8 rwkvquant lite-3bit]
-                               [--threads N] [--repeat N] [--keep DIR] [--json out.json]
+                               [--threads N] [--repeat N] [--keep DIR] [--json out.json] [--save [NAME]]
+--save writes the table to bench/results/NAME.json (bench/results.py).
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ import tempfile
 import time
 
 import numpy as np
+
+import results  # bench/results.py
 
 SHAPES = {"0.1b": (12, 768), "0.4b": (24, 1024)}
 LITE = [{"lowrank": {"factor": 8}}, {"ffn_predictor": {}}, {"cluster_head": {}}, {"fold_ln0": {}}]
@@ -103,6 +106,7 @@ def main():
                     help="benchmark every file this many times, in turn; report the median run")
     ap.add_argument("--keep", default=None, help="folder to keep the files in")
     ap.add_argument("--json", default=None)
+    results.add_argument(ap, "runtime-v{version}")
     args = ap.parse_args()
     from rwkvlite.runtime import kernels
 
@@ -148,9 +152,17 @@ def main():
               f"{f['decode_ms_per_token_median']:>9.2f} {f['decode_ms_per_token']:>7.2f} "
               f"{f['bytes_read_per_token'] / 1e6:>11.2f} {gbs:>5.1f} {row['x_bound']:>7.2f} "
               f"{build_s[shape, name]:>8.0f}", flush=True)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    results.write(args, rows, [table_row(r, args.version) for r in rows])
+
+
+def table_row(r: dict, version: str) -> dict:
+    """The printed table's figures of one file: the median run, the range of the runs."""
+    return {"version": version, "shape": r["shape"], "recipe": r["recipe"], "file_mb": r["file_bytes"] / 1e6,
+            "peak_rss_mib": r["peak_rss_max_mib"], "anon_mib": r["rss_end_anon_mib"],
+            "file_pages_mib": r["rss_end_file_mib"], "ms_per_token": r["decode_ms_per_token_median"],
+            "ms_per_token_min": min(r["ms_per_token_runs"]), "ms_per_token_max": max(r["ms_per_token_runs"]),
+            "read_mb_per_token": r["bytes_read_per_token"] / 1e6, "x_bound": r["x_bound"],
+            "bandwidth_gbs": float(np.median(r["bandwidth_gbs_runs"])), "repeats": r["repeats"]}
 
 
 if __name__ == "__main__":

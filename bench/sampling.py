@@ -5,7 +5,7 @@ Logits: random normal times a scale, 65536 tokens; a small scale is flat (random
 the nucleus holds half the vocabulary), a large one peaked (as a trained model's usually
 are: a few hundred tokens). Reported: ms per draw of each, their ratio, the nucleus size.
 
-usage: python bench/sampling.py [--vocab 65536] [--top-p 0.85] [--draws 50]
+usage: python bench/sampling.py [--vocab 65536] [--top-p 0.85] [--draws 50] [--save [NAME]]
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import time
 import numpy as np
 
 from rwkvlite.sampling import sample
+
+import results  # bench/results.py
 
 
 def full_sort(logits: np.ndarray, top_p: float, rng: random.Random) -> int:
@@ -39,9 +41,11 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=65536)
     ap.add_argument("--top-p", type=float, default=0.85)
     ap.add_argument("--draws", type=int, default=50)
+    results.add_argument(ap, "sampling")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"{'logits':<14} {'nucleus':>8} {'sample ms':>10} {'full sort ms':>13} {'ratio':>6}")
+    rows = []
     for scale in (1.0, 4.0, 8.0):
         logits = (rng.standard_normal(args.vocab) * scale).astype(np.float32)
         p = np.sort(np.exp(logits - logits.max()).astype(np.float64))[::-1]
@@ -52,6 +56,9 @@ def main() -> None:
                    for i in range(10))
         print(f"normal x {scale:<5} {nucleus:>8} {ours:>10.2f} {ref:>13.2f} {ours / ref:>6.2f}"
               + ("" if same else "  DIFFERENT DRAWS"))
+        rows.append({"logit_scale": scale, "nucleus": nucleus, "sample_ms": ours, "full_sort_ms": ref,
+                     "ratio": ours / ref, "same_draws": same})
+    results.write(args, rows)
 
 
 if __name__ == "__main__":
