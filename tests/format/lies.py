@@ -1,10 +1,10 @@
 """Rewrite a compressed file with one edit and checksums that pass: the lies validation must refuse.
 
-    rewrite(src, dst, manifest=lambda m: ..., header=lambda h: ..., data=lambda buf, offsets: ...)
+    rewrite(src, dst, edit)    # edit(manifest, header, data) changes them in place
 
-Each edit function changes its argument in place (the manifest dict, the safetensors header dict
-without __metadata__, or the data as a bytearray with the header's array offsets). The data CRC
-and the manifest CRC are recomputed, as anyone editing a file can.
+manifest: the parsed manifest; header: the safetensors header without __metadata__; data: the
+arrays' bytes (a bytearray). The data CRC and the manifest CRC are recomputed, as anyone
+editing a file can.
 """
 from __future__ import annotations
 
@@ -32,12 +32,32 @@ def join(meta: dict, header: dict, manifest: dict, data: bytes, raw_manifest: st
     return struct.pack("<Q", len(head)) + head + bytes(data)
 
 
-def rewrite(src, dst, manifest=None, header=None, data=None) -> None:
-    meta, h, m, buf = parts(src)
-    for edit, arg in ((manifest, m), (header, h)):
-        if edit is not None:
-            edit(arg)
-    if data is not None:
-        data(buf, {k: v["data_offsets"] for k, v in h.items()})
+def rewrite(src, dst, edit) -> None:
+    meta, header, manifest, data = parts(src)
+    edit(manifest, header, data)
     with open(dst, "wb") as f:
-        f.write(join(meta, h, m, buf))
+        f.write(join(meta, header, manifest, data))
+
+
+ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "U16": 2}
+
+
+def resize(header: dict, data: bytearray, key: str, shape: list[int]) -> None:
+    """Give array `key` a new shape: its bytes cut or zero-padded, the arrays after it moved, so the
+    header stays contiguous and the file consistent (a short or long array that passes every CRC)."""
+    info = header[key]
+    a, b = info["data_offsets"]
+    new = ITEMSIZE[info["dtype"]]
+    for d in shape:
+        new *= d
+    delta = new - (b - a)
+    data[a:b] = bytes(data[a:b])[:new].ljust(new, b"\0")
+    info["shape"], info["data_offsets"] = list(shape), [a, a + new]
+    for other in header.values():
+        if other is not info and other["data_offsets"][0] >= b:
+            other["data_offsets"] = [o + delta for o in other["data_offsets"]]
+
+
+def first(manifest: dict, enc: str, role: str | None = None) -> str:
+    """The name of the first tensor with this encoding (and array role)."""
+    return next(n for n, e in manifest["tensors"].items() if e["enc"] == enc and (role is None or role in e["arrays"]))
