@@ -24,6 +24,7 @@ import zlib
 import numpy as np
 
 from ..errors import CheckpointError
+from ..utils.files import regular_file
 from ..utils.io import atomic_path
 from . import validate
 
@@ -127,7 +128,7 @@ def write(path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(path) as tmp:
         save_file(arrays, tmp, metadata={"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                                          "manifest": text, "manifest_crc32": MANIFEST_CRC_SLOT})
-        start, _ = _header(tmp)
+        start, _ = read_header(tmp)
         data_crc = _crc_text(crc32_of_file(tmp, start, os.path.getsize(tmp)), len(DATA_CRC_SLOT))
         manifest_crc = _crc_text(zlib.crc32(text.replace(DATA_CRC_SLOT, data_crc).encode()), len(MANIFEST_CRC_SLOT))
         with open(tmp, "r+b") as f:
@@ -140,7 +141,10 @@ def write(path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
             f.write(head)
 
 
-def _header(path: str) -> tuple[int, dict]:
+def read_header(path: str) -> tuple[int, dict]:
+    """(where the data starts, the parsed header) of a safetensors file; CheckpointError if the
+    header is cut short, not JSON, or gives a name twice."""
+    regular_file(path, CheckpointError)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -154,7 +158,7 @@ def _header(path: str) -> tuple[int, dict]:
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CheckpointError(f"{path}: corrupt compressed file (header is not JSON)") from None
         except _DuplicateKey as e:
-            raise CheckpointError(f"{path}: corrupt compressed file (name {e} appears twice in the header)") from None
+            raise CheckpointError(f"{path}: corrupt file (name {e} appears twice in the header)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt compressed file (header is not a JSON object)")
     return 8 + n, header
@@ -176,13 +180,13 @@ def _unique_keys(pairs: list) -> dict:
 def array_offsets(path) -> dict[str, int]:
     """Where each array of a compressed file starts in it (bytes from the file's start), for
     reads that go around the memory map (os.pread)."""
-    start, header = _header(os.fspath(path))
+    start, header = read_header(os.fspath(path))
     return {key: start + info["data_offsets"][0] for key, info in header.items() if key != "__metadata__"}
 
 
 def is_compressed(path) -> bool:
     try:
-        _, header = _header(os.fspath(path))
+        _, header = read_header(os.fspath(path))
     except (CheckpointError, OSError, struct.error):
         return False
     return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == FORMAT_NAME
@@ -193,9 +197,7 @@ def read(path, verify: bool = True, keep_cached=()) -> tuple[dict, dict[str, np.
     keep_cached: names of tensors whose pages verification leaves in the page cache (the
     others it drops behind it, see crc32_of_file); names the file lacks are skipped."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    start, header = _header(path)
+    start, header = read_header(path)
     meta = header.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not an rwkvlite compressed file")
