@@ -89,6 +89,8 @@ LIES = {
     "sq bits 9": ("7", "int8", lambda m, h, d: sq(m).update(bits=9), "bits"),
     "sq bits 16": ("5.2", "int8", lambda m, h, d: sq(m).update(bits=16), "bits"),
     "sq bits -1": ("7", "int8", lambda m, h, d: sq(m).update(bits=-1), "bits"),
+    "a shape of floats": ("7", "int8", lambda m, h, d: tensor(m, "blocks.0.att.x_r")["shape"].__setitem__(2, 64.0),
+                          "shape"),
     "sq bits as text": ("7", "int8", lambda m, h, d: sq(m).update(bits="8"), "bits"),
     "group size that does not match the arrays": ("7", "int8", lambda m, h, d: sq(m).update(
         group_size=sq(m)["group_size"] * 2), "groups"),

@@ -157,7 +157,7 @@ def _entry(where: str, name: str, e, shape: tuple, header: dict) -> None:
     if not isinstance(e, dict) or e.get("enc") not in ROLES:
         a.fail(f"unknown encoding {e.get('enc') if isinstance(e, dict) else e!r}")
     stored = list(shape[::-1]) if e.get("transposed") else list(shape)  # a transposed entry records W^T's shape
-    if e.get("shape") != stored:
+    if not isinstance(e.get("shape"), list) or not all(_is_int(d) for d in e["shape"]) or e["shape"] != stored:
         a.fail(f"shape {e.get('shape')!r}, a model of this config needs {stored}"
                + (" (transposed)" if e.get("transposed") else ""))
     roles = e.get("arrays")
