@@ -11,8 +11,10 @@ import importlib.util
 import os
 
 from .errors import TokenizerError
+from .utils.files import regular_file
 
 WORLD_VOCAB = "rwkv_vocab_v20230424.txt"
+MAX_FILE_BYTES = 64 << 20  # a vocabulary or tokenizer file larger than this is not one (the World vocab: 1 MB)
 DOC_SEPARATOR = 0  # RWKV models are trained with token 0 between documents
 
 
@@ -46,20 +48,16 @@ class WorldTokenizer:
 
     def __init__(self, path: str):
         self.id_to_bytes: dict[int, bytes] = {}
+        regular_file(path, TokenizerError, "tokenizer file", MAX_FILE_BYTES)
+        lineno = 0
         try:
             with open(path, encoding="utf-8") as f:
                 for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    idx, rest = line.split(" ", 1)
-                    literal, length = rest.rstrip("\n").rsplit(" ", 1)
-                    tok = ast.literal_eval(literal)
-                    tok = tok.encode("utf-8") if isinstance(tok, str) else tok
-                    if len(tok) != int(length):
-                        raise ValueError(f"length {length} != {len(tok)}")
-                    self.id_to_bytes[int(idx)] = tok
-        except (OSError, ValueError, SyntaxError) as e:
-            raise TokenizerError(f"{path}: not an RWKV World vocabulary ({e})") from None
+                    if line.strip():
+                        idx, tok = self._entry(line)
+                        self.id_to_bytes[idx] = tok
+        except (OSError, UnicodeDecodeError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+            raise TokenizerError(f"{path}: not an RWKV World vocabulary (line {lineno}: {str(e)[:120]})") from None
         self.trie: dict = {}
         for idx, tok in self.id_to_bytes.items():
             node = self.trie
@@ -67,6 +65,21 @@ class WorldTokenizer:
                 node = node.setdefault(byte, {})
             node[None] = idx  # key None marks the end of a token
         self.vocab_size = 65536  # World models pad the 65,529 tokens to 65,536 rows
+
+    @staticmethod
+    def _entry(line: str) -> tuple[int, bytes]:
+        """One vocabulary line: `id literal length`, the literal a str or bytes literal."""
+        idx, rest = line.split(" ", 1)
+        literal, length = rest.rstrip("\n").rsplit(" ", 1)
+        tok = ast.literal_eval(literal)
+        if not isinstance(tok, (str, bytes)):
+            raise ValueError(f"token {literal[:40]} is not a str or bytes literal")
+        tok = tok.encode("utf-8") if isinstance(tok, str) else tok
+        if len(tok) != int(length):
+            raise ValueError(f"length {length} != {len(tok)}")
+        if not 0 <= int(idx) < 65536:
+            raise ValueError(f"token id {idx} outside 0..65535")
+        return int(idx), tok
 
     def encode(self, text: str) -> list[int]:
         data, ids, pos = text.encode("utf-8"), [], 0
@@ -98,11 +111,13 @@ class HFTokenizer:
     def __init__(self, path: str):
         from tokenizers import Tokenizer
 
+        regular_file(path, TokenizerError, "tokenizer file", MAX_FILE_BYTES)
         try:
             self.tok = Tokenizer.from_file(path)
         except Exception as e:  # tokenizers raises a bare Exception on a bad file
             raise TokenizerError(f"{path}: not a tokenizers JSON file ({str(e)[:120]})") from None
-        self.vocab_size = self.tok.get_vocab_size()
+        # every id the tokenizer can emit, added tokens included: a model needs a row for each
+        self.vocab_size = 1 + max(self.tok.get_vocab(with_added_tokens=True).values(), default=-1)
         # Byte-level BPE (GPT-2 / NeoX) spells each byte as one printable character; invert
         # that map so a token's exact bytes are known even when it holds half a character.
         printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
@@ -154,6 +169,7 @@ def load_tokenizer(name_or_path: str):
     path = os.fspath(name_or_path)
     if not os.path.exists(path):
         raise TokenizerError(f"{path}: no such tokenizer (use 'bytes', 'world' or a file path)")
+    regular_file(path, TokenizerError, "tokenizer file", MAX_FILE_BYTES)
     return HFTokenizer(path) if path.endswith(".json") else WorldTokenizer(path)
 
 
@@ -161,7 +177,7 @@ def tokenizer_for(config, hint: str | None = None):
     """The tokenizer a model's vocabulary implies, unless `hint` names one."""
     if hint:
         tok = load_tokenizer(hint)
-        if tok.vocab_size > config.vocab_size:
+        if tok.vocab_size > config.vocab_size:  # an id past the embedding would read another array's bytes
             raise TokenizerError(f"tokenizer {hint} has {tok.vocab_size} tokens but the model only "
                                  f"{config.vocab_size}: wrong tokenizer for this model")
         return tok

@@ -24,7 +24,9 @@ import zlib
 import numpy as np
 
 from ..errors import CheckpointError
+from ..utils.files import regular_file
 from ..utils.io import atomic_path
+from . import validate
 
 FORMAT_NAME = "rwkvlite-compressed"
 FORMAT_VERSION = "1"
@@ -126,7 +128,7 @@ def write(path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(path) as tmp:
         save_file(arrays, tmp, metadata={"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                                          "manifest": text, "manifest_crc32": MANIFEST_CRC_SLOT})
-        start, _ = _header(tmp)
+        start, _ = read_header(tmp)
         data_crc = _crc_text(crc32_of_file(tmp, start, os.path.getsize(tmp)), len(DATA_CRC_SLOT))
         manifest_crc = _crc_text(zlib.crc32(text.replace(DATA_CRC_SLOT, data_crc).encode()), len(MANIFEST_CRC_SLOT))
         with open(tmp, "r+b") as f:
@@ -139,7 +141,10 @@ def write(path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
             f.write(head)
 
 
-def _header(path: str) -> tuple[int, dict]:
+def read_header(path: str) -> tuple[int, dict]:
+    """(where the data starts, the parsed header) of a safetensors file; CheckpointError if the
+    header is cut short, not JSON, or gives a name twice."""
+    regular_file(path, CheckpointError)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -149,22 +154,39 @@ def _header(path: str) -> tuple[int, dict]:
         if n > min(size - 8, 100_000_000):
             raise CheckpointError(f"{path}: truncated or corrupt compressed file (header of {n} bytes)")
         try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = json.loads(f.read(n), object_pairs_hook=_unique_keys)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CheckpointError(f"{path}: corrupt compressed file (header is not JSON)") from None
+        except _DuplicateKey as e:
+            raise CheckpointError(f"{path}: corrupt file (name {e} appears twice in the header)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt compressed file (header is not a JSON object)")
     return 8 + n, header
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """json's object hook refusing a name given twice (json.loads would keep the last one silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(repr(k) for k, _ in pairs if k in seen or seen.add(k)))
+    return out
 
 
 def array_offsets(path) -> dict[str, int]:
     """Where each array of a compressed file starts in it (bytes from the file's start), for
     reads that go around the memory map (os.pread)."""
-    start, header = _header(os.fspath(path))
+    start, header = read_header(os.fspath(path))
     return {key: start + info["data_offsets"][0] for key, info in header.items() if key != "__metadata__"}
 
 
 def is_compressed(path) -> bool:
     try:
-        _, header = _header(os.fspath(path))
+        _, header = read_header(os.fspath(path))
     except (CheckpointError, OSError, struct.error):
         return False
     return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == FORMAT_NAME
@@ -175,19 +197,22 @@ def read(path, verify: bool = True, keep_cached=()) -> tuple[dict, dict[str, np.
     keep_cached: names of tensors whose pages verification leaves in the page cache (the
     others it drops behind it, see crc32_of_file); names the file lacks are skipped."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    start, header = _header(path)
+    start, header = read_header(path)
     meta = header.pop("__metadata__", None) or {}
-    if meta.get("format") != FORMAT_NAME:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not an rwkvlite compressed file")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: compressed-file version {meta.get('format_version')!r} is not supported "
                               f"(this rwkvlite reads version {FORMAT_VERSION}); upgrade rwkvlite or re-compress")
     text = meta.get("manifest", "")
-    if zlib.crc32(text.encode()) != _stored_crc(meta.get("manifest_crc32")):
+    if not isinstance(text, str) or zlib.crc32(text.encode()) != _stored_crc(meta.get("manifest_crc32")):
         raise CheckpointError(f"{path}: corrupt compressed file (manifest checksum mismatch)")
-    manifest = json.loads(text)
+    try:
+        manifest = json.loads(text, object_pairs_hook=_unique_keys)
+    except (json.JSONDecodeError, RecursionError, _DuplicateKey) as e:
+        raise CheckpointError(f"{path}: corrupt compressed file (manifest: {type(e).__name__} {e})") from None
+    validate.header_entries(path, header, ST_DTYPES)
+    validate.manifest(path, manifest, header)
     size = os.path.getsize(path)
     spans = sorted((tuple(info["data_offsets"]), key) for key, info in header.items())
     expected = 0
@@ -210,10 +235,8 @@ def read(path, verify: bool = True, keep_cached=()) -> tuple[dict, dict[str, np.
     if expected:
         # plain ndarray views of the map (numpy.memmap slices cost a Python call each)
         data = np.asarray(np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(expected,)))
-        for key, info in header.items():
-            dtype = ST_DTYPES.get(info.get("dtype"))
-            if dtype is None:
-                raise CheckpointError(f"{path}: array '{key}' has unsupported dtype {info.get('dtype')!r}")
+        for key, info in header.items():  # dtypes and byte counts checked by validate.header_entries
             a, b = info["data_offsets"]
-            arrays[key] = data[a:b].view(dtype).reshape(info["shape"])
+            arrays[key] = data[a:b].view(ST_DTYPES[info["dtype"]]).reshape(info["shape"])
+    validate.contents(path, manifest, arrays)
     return manifest, arrays

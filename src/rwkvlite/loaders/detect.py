@@ -38,7 +38,10 @@ def infer_config(sd: dict[str, torch.Tensor], version: str | None = None) -> RWK
     """Sizes from shapes. Works before tensors are reshaped to canonical form."""
     version = version or detect_version(sd)
     vocab, c = sd["emb.weight"].shape
-    n_layer = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    layers = sorted({int(k.split(".")[1]) for k in sd if k.startswith("blocks.")})
+    if layers != list(range(len(layers))):  # n_layer from the largest index would trust a stray name
+        raise ValueError(f"block indices are not 0..n-1 (found {len(layers)} blocks up to {layers[-1]})")
+    n_layer = len(layers)
     att = "blocks.0.att."
     dim_att = sd[f"{att}key.weight"].shape[0]
     kw = dict(version=version, n_layer=n_layer, n_embd=c, vocab_size=vocab, dim_att=dim_att,

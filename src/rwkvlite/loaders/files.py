@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError
+from ..format.container import read_header
+from ..utils.files import regular_file
 from .rwkvcpp import is_rwkvcpp, read_rwkvcpp
 
 
@@ -25,10 +27,11 @@ def _container(path: str) -> str:
         head = f.read(16)
     if is_rwkvcpp(head):
         return "rwkv.cpp"
+    # safetensors before pickle: a header length whose low byte is 0x80 would look like pickle's opcode
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < os.path.getsize(path):
+        return "safetensors"
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
         return "pytorch"
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < 100_000_000:
-        return "safetensors"
     raise CheckpointError(f"{path}: not a checkpoint (unrecognised bytes {head[:8]!r}); "
                           "expected a PyTorch .pth, safetensors or rwkv.cpp file")
 
@@ -58,6 +61,7 @@ def _read_pytorch(path: str) -> tuple[dict, dict]:
 def _read_safetensors(files: list[str]) -> tuple[dict, dict]:
     sd, meta = {}, {"format": "safetensors"}
     for path in files:
+        read_header(path)  # our parse refuses a name given twice, which safetensors lets the last one win
         try:
             with safe_open(path, framework="pt") as f:
                 meta.setdefault("file_metadata", {}).update(f.metadata() or {})
@@ -85,8 +89,7 @@ def read_tensors(path: str) -> tuple[dict[str, torch.Tensor], dict]:
             raise CheckpointError(f"{path}: a folder needs *.safetensors or exactly one .pth/.bin file, "
                                   f"found {sorted(weights) or 'none'}")
         return read_tensors(os.path.join(path, weights[0]))
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file")
+    regular_file(path, CheckpointError)
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: empty file")
     kind = _container(path)

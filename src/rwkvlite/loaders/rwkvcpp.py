@@ -102,8 +102,25 @@ def read_rwkvcpp(path: str) -> tuple[dict[str, torch.Tensor], dict]:
         if min(dims) <= 0 or count % per_block or off + nbytes > size:
             raise CheckpointError(f"{path}: truncated or corrupt rwkv.cpp file: tensor '{name}' "
                                   f"{list(dims)} needs {nbytes} bytes at byte {off}, file has {size}")
+        if name in sd:
+            raise CheckpointError(f"{path}: corrupt rwkv.cpp file: tensor '{name}' appears twice")
         raw = np.frombuffer(buf, dtype=np.uint8, count=nbytes, offset=off)
         sd[name] = torch.from_numpy(dequantize(kind, raw).reshape(tuple(reversed(dims))))
         off += nbytes
+    layers = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.") and k.split(".")[1].isdigit()}
+    if layers != set(range(n_layer)):
+        raise CheckpointError(f"{path}: corrupt rwkv.cpp file: the header says {n_layer} layers, the tensors "
+                              f"hold blocks {_ranges(layers)}")
     meta = {"format": "rwkv.cpp", "file_version": version, "data_type": TYPES.get(ftype, ("?",))[0]}
     return sd, meta
+
+
+def _ranges(indices: set[int]) -> str:
+    """Block indices for a message: '0-11' or '0-11, 999999999'."""
+    out, ordered = [], sorted(indices)
+    for i in ordered:
+        if out and out[-1][1] == i - 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in out[:4]) + (" ..." if len(out) > 4 else "") or "none"

@@ -1,0 +1,231 @@
+"""Validation of a compressed file's header and manifest, before anything reads its arrays.
+
+Checksums catch damage, not lies: a manifest can be edited and both CRCs recomputed. So every
+read checks that what the manifest says is what the runtime and the evaluation path can use:
+  - the safetensors header: well-formed entries whose byte counts match dtype x shape;
+  - the config: known generation, sizes of the right type and range, consistent with each other;
+  - the tensors: exactly those a model of that config and structure has (schema.py), each with
+    the shape its role needs;
+  - each encoding: known parameters in the supported sets, and arrays of exactly the dtype and
+    shape those parameters imply (scalar codes: rows x bytes per row, scales and zeros per
+    group; vector codes: indices, 2^bits codebook entries, scales; integers: the packed size);
+  - after mapping (contents): permutations are permutations, cluster ids name clusters.
+Any violation raises CheckpointError with one line naming the tensor and the field.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import CheckpointError
+from .bits import row_bytes
+from .schema import structured_shapes
+
+VERSIONS = ("4", "5.0", "5.1", "5.2", "6", "7")
+MAX_DIM = 1 << 24  # rows, columns, vocabulary: far above any RWKV model, far below an overflow
+ROLES = {"dense": {"values"}, "sq": {"q", "scale", "zero"}, "vq": {"q", "codebook", "codebook_scale"}, "int": {"q"}}
+DENSE = {"float16": "F16", "bfloat16": ("BF16", "U16"), "float32": "F32"}
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "bool")
+SQ_BITS, VQ_BITS, INT_BITS, VQ_DIMS = range(1, 9), range(1, 13), range(1, 17), (1, 2)
+
+
+def _fail(where: str, message: str):
+    raise CheckpointError(f"{where}: {message}")
+
+
+def _is_int(v, low: int = 0, high: int = MAX_DIM) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def header_entries(where: str, header: dict, st_dtypes: dict) -> None:
+    """Each safetensors entry: a known dtype, a shape of non-negative ints, offsets whose span
+    holds exactly dtype x shape bytes."""
+    for key, info in header.items():
+        if not isinstance(info, dict) or set(info) - {"dtype", "shape", "data_offsets"}:
+            _fail(where, f"array '{key}': malformed header entry")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if info.get("dtype") not in st_dtypes:
+            _fail(where, f"array '{key}': unsupported dtype {info.get('dtype')!r}")
+        if not isinstance(shape, list) or len(shape) > 4 or not all(_is_int(d, 0, 1 << 40) for d in shape):
+            _fail(where, f"array '{key}': bad shape {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o, 0, 1 << 50) for o in offsets)
+                or offsets[1] < offsets[0]):
+            _fail(where, f"array '{key}': bad data_offsets {offsets!r}")
+        size = math.prod(shape) * np.dtype(st_dtypes[info["dtype"]]).itemsize
+        if size != offsets[1] - offsets[0]:
+            _fail(where, f"array '{key}': {offsets[1] - offsets[0]} bytes for a {info['dtype']} array of shape {shape}")
+
+
+def config(where: str, cfg) -> None:
+    """The config's fields: types, ranges, and agreement with each other."""
+    if not isinstance(cfg, dict):
+        _fail(where, "manifest config is not an object")
+    if cfg.get("version") not in VERSIONS:
+        _fail(where, f"config version {cfg.get('version')!r} is not one of {', '.join(VERSIONS)}")
+    for key, low, high in (("n_layer", 1, 4096), ("n_embd", 1, 1 << 16), ("vocab_size", 1, MAX_DIM),
+                           ("head_size", 1, 1 << 16), ("dim_att", 1, 1 << 17), ("dim_ffn", 1, 1 << 20)):
+        if not _is_int(cfg.get(key), low, high):
+            _fail(where, f"config {key} must be an integer from {low} to {high}, not {cfg.get(key)!r}")
+    for key in ("lora_mix", "lora_decay", "lora_a", "lora_v", "lora_gate"):
+        if not _is_int(cfg.get(key, 0), 0, 1 << 16):
+            _fail(where, f"config {key} must be an integer from 0 to {1 << 16}, not {cfg.get(key)!r}")
+    eps = cfg.get("ln_x_eps", 64e-5)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
+        _fail(where, f"config ln_x_eps must be a number in (0, 1), not {eps!r}")
+    if cfg["version"] == "4" and cfg["head_size"] != 1:
+        _fail(where, f"config head_size must be 1 for RWKV-4, not {cfg['head_size']}")
+    if cfg["dim_att"] % cfg["head_size"]:
+        _fail(where, f"config dim_att {cfg['dim_att']} is not a multiple of head_size {cfg['head_size']}")
+
+
+def _stored_shape(entry: dict) -> tuple:
+    """The shape the arrays hold: the entry's (for a transposed matrix W^T's; the tensor is its transpose)."""
+    return tuple(entry["shape"])
+
+
+def _matrix(shape: tuple) -> tuple[int, int]:
+    return shape if len(shape) == 2 else (1, math.prod(shape))
+
+
+class _Arrays:
+    """Checks of one entry's arrays against the header: dtype and shape of each role."""
+
+    def __init__(self, where: str, name: str, entry: dict, header: dict):
+        self.where, self.name, self.entry, self.header = where, name, entry, header
+
+    def fail(self, message: str):
+        _fail(self.where, f"tensor '{self.name}': {message}")
+
+    def param(self, key: str, allowed) -> int:
+        value = self.entry.get(key)
+        if not _is_int(value, -(1 << 62), 1 << 62) or value not in allowed:
+            self.fail(f"{key} {value!r} is not supported (expected {allowed.start}-{allowed.stop - 1})"
+                      if isinstance(allowed, range) else f"{key} {value!r} is not one of {allowed}")
+        return value
+
+    def expect(self, role: str, dtypes, shape: tuple) -> None:
+        info = self.header[self.entry["arrays"][role]]
+        dtypes = (dtypes,) if isinstance(dtypes, str) else dtypes
+        if info["dtype"] not in dtypes:
+            self.fail(f"array {role} is {info['dtype']}, the encoding needs {dtypes[0]}")
+        if tuple(info["shape"]) != tuple(shape):
+            self.fail(f"array {role} has shape {info['shape']}, the encoding needs {list(shape)}")
+
+
+def _encoding(a: _Arrays) -> None:
+    """The encoding's parameters in their supported sets and its arrays of the implied sizes."""
+    e = a.entry
+    rows, cols = _matrix(_stored_shape(e))
+    if e["enc"] == "dense":
+        if e.get("dtype") not in DENSE:
+            a.fail(f"dtype {e.get('dtype')!r} is not one of {', '.join(DENSE)}")
+        shape = _stored_shape(e) or (1,)  # a scalar's array is written as one value
+        a.expect("values", DENSE[e["dtype"]], shape)
+    elif e["enc"] == "sq":
+        bits, group = a.param("bits", SQ_BITS), a.param("group_size", range(1, MAX_DIM + 1))
+        groups = -(-cols // group)
+        if e.get("groups") != groups:
+            a.fail(f"groups {e.get('groups')!r} disagrees with {cols} columns in groups of {group} ({groups})")
+        a.expect("q", "U8", (rows, row_bytes(cols, bits)))
+        a.expect("scale", "F16", (rows, groups))
+        a.expect("zero", "U8", (rows, row_bytes(groups, bits)))
+        if "perm" in e["arrays"]:
+            a.expect("perm", "I32", (cols,))
+    elif e["enc"] == "vq":
+        bits, dim = a.param("bits", VQ_BITS), a.param("dim", VQ_DIMS)
+        group = a.param("group_size", range(1, MAX_DIM + 1))
+        if cols % dim or group % dim:
+            a.fail(f"{cols} columns in groups of {group} do not split into vectors of {dim}")
+        groups = -(-cols // group)
+        if e.get("groups") != groups:
+            a.fail(f"groups {e.get('groups')!r} disagrees with {cols} columns in groups of {group} ({groups})")
+        a.expect("q", "U8", (rows, row_bytes(cols // dim, bits)))
+        a.expect("codebook", "I8", (groups, 1 << bits, dim))
+        a.expect("codebook_scale", "F16", (groups,))
+    else:  # int
+        bits = a.param("bits", INT_BITS)
+        a.param("step", range(1, 1 << 16))
+        a.param("offset", range(-(1 << 32), 1 << 32))
+        if e.get("dtype") not in INT_DTYPES:
+            a.fail(f"dtype {e.get('dtype')!r} is not one of {', '.join(INT_DTYPES)}")
+        a.expect("q", "U8", (1, row_bytes(math.prod(e["shape"]), bits)))
+
+
+def _entry(where: str, name: str, e, shape: tuple, header: dict) -> None:
+    a = _Arrays(where, name, e if isinstance(e, dict) else {}, header)
+    if not isinstance(e, dict) or e.get("enc") not in ROLES:
+        a.fail(f"unknown encoding {e.get('enc') if isinstance(e, dict) else e!r}")
+    stored = list(shape[::-1]) if e.get("transposed") else list(shape)  # a transposed entry records W^T's shape
+    if not isinstance(e.get("shape"), list) or not all(_is_int(d) for d in e["shape"]) or e["shape"] != stored:
+        a.fail(f"shape {e.get('shape')!r}, a model of this config needs {stored}"
+               + (" (transposed)" if e.get("transposed") else ""))
+    roles = e.get("arrays")
+    optional = {"perm"} if e["enc"] == "sq" else set()
+    if not isinstance(roles, dict) or not ROLES[e["enc"]] <= set(roles) <= ROLES[e["enc"]] | optional:
+        a.fail(f"arrays {sorted(roles) if isinstance(roles, dict) else roles!r} are not those of a "
+               f"{e['enc']} encoding ({', '.join(sorted(ROLES[e['enc']]))})")
+    for role, key in roles.items():
+        if not isinstance(key, str) or key not in header:
+            a.fail(f"array {role} ({key!r}) is not in the file")
+    if e.get("transposed", False) not in (True, False):
+        a.fail(f"transposed must be true or false, not {e.get('transposed')!r}")
+    if e.get("transposed") and not (len(shape) == 2 and name.endswith(".ffn.value.weight")):
+        a.fail("only an FFN value matrix may be stored transposed")
+    _encoding(a)
+
+
+def _structure(where: str, structure) -> None:
+    if not isinstance(structure, dict) or not all(isinstance(s, dict) for s in structure.values()):
+        _fail(where, "manifest structure is not an object of objects")
+    for name, spec in (structure.get("ffn_predictor") or {}).items():
+        if not isinstance(spec, dict) or not _is_int(spec.get("quant_bits"), 1, 8):
+            _fail(where, f"structure ffn_predictor {name}: quant_bits must be 1 to 8")
+    for name, spec in (structure.get("cluster_head") or {}).items():
+        p, lo, hi = (spec.get(k) if isinstance(spec, dict) else None for k in ("p", "min_clusters", "max_clusters"))
+        if not (isinstance(p, (int, float)) and 0 < p <= 1 and _is_int(lo, 1) and _is_int(hi, 1)
+                and lo <= hi <= spec.get("clusters", 0)):
+            _fail(where, f"structure cluster_head {name}: p in (0, 1] and 1 <= min_clusters <= max_clusters "
+                         f"<= clusters required")
+
+
+def manifest(where: str, m, header: dict) -> None:
+    """The whole manifest against the header (dtype and shape of each array), no array read."""
+    if not isinstance(m, dict) or not isinstance(m.get("tensors"), dict):
+        _fail(where, "manifest is not an object with a tensors object")
+    config(where, m.get("config"))
+    structure = m.get("structure") or {}
+    _structure(where, structure)
+    if m.get("tokenizer") is not None and not isinstance(m["tokenizer"], str):
+        _fail(where, f"manifest tokenizer must be a name or null, not {m['tokenizer']!r}")
+    try:
+        shapes = structured_shapes(m["config"], structure)
+    except (ValueError, TypeError, KeyError) as e:
+        _fail(where, f"manifest structure: {e}")
+    tensors = m["tensors"]
+    missing, extra = sorted(set(shapes) - set(tensors)), sorted(set(tensors) - set(shapes))
+    if missing or extra:
+        name = (missing or extra)[0]
+        _fail(where, f"tensor '{name}' is {'missing' if missing else 'not part of'} an RWKV-{m['config']['version']} "
+                     f"model of this config ({len(missing)} missing, {len(extra)} unexpected)")
+    for name, e in tensors.items():
+        _entry(where, name, e, shapes[name], header)
+
+
+def contents(where: str, m: dict, arrays: dict) -> None:
+    """What only the mapped arrays can show: act-order permutations, cluster ids in range."""
+    for name, e in m["tensors"].items():
+        if "perm" in e["arrays"]:
+            perm = arrays[e["arrays"]["perm"]]
+            n = len(perm)
+            if n and (perm.min() < 0 or perm.max() >= n or np.bincount(perm, minlength=n).max() != 1):
+                _fail(where, f"tensor '{name}': array perm is not a permutation of its {n} columns")
+    from .encodings import decode  # decoding a few ints: the cluster ids only
+
+    for head, spec in ((m.get("structure") or {}).get("cluster_head") or {}).items():
+        e = m["tensors"][f"{head}.cluster"]
+        ids = decode(e, {role: arrays[key] for role, key in e["arrays"].items()})
+        if ids.size and (ids.min() < 0 or ids.max() >= spec["clusters"]):
+            _fail(where, f"tensor '{head}.cluster': ids outside 0..{spec['clusters'] - 1}")
+        if np.bincount(ids.astype(np.int64), minlength=spec["clusters"]).min() == 0:
+            _fail(where, f"tensor '{head}.cluster': a cluster without tokens")
