@@ -116,6 +116,9 @@ class Runtime:
         tokens = list(tokens)
         if not tokens:
             raise ValueError("feed needs at least one token")
+        if not 0 <= min(tokens) <= max(tokens) < self.vocab_size:  # a row past the embedding is another array
+            bad = next(t for t in tokens if not 0 <= t < self.vocab_size)
+            raise RWKVLiteError(f"token id {bad} is outside this model's vocabulary (0..{self.vocab_size - 1})")
         if state is None:
             state = self.zero_state()
         elif not inplace:

@@ -1,0 +1,164 @@
+"""`rwkvlite inspect`, `generate`, `demo`, `eval`, `report` and `train`: the PyTorch path."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from ..errors import RWKVLiteError
+from ..utils.paths import shared_path
+
+SHARED_DEMO = os.path.join("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-FP32.bin")
+
+
+def default_model() -> str:
+    """The model `rwkvlite demo` runs without arguments: the bundled demo model, or until
+    there is one, rwkv.cpp's tiny RWKV-5.2 from the shared data folder."""
+    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo.safetensors")
+    if os.path.exists(bundled):
+        return bundled
+    path = shared_path(SHARED_DEMO)
+    if not os.path.exists(path):
+        raise RWKVLiteError(f"no default model: put the shared data folder at ../shared or set RWKVLITE_SHARED "
+                            f"(it must hold {SHARED_DEMO})")
+    return path
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+
+
+def print_summary(s: dict, out=sys.stdout) -> None:
+    c = s["config"]
+    print(f"RWKV-{c['version']}  layers {c['n_layer']}  width {c['n_embd']}  heads {s['n_head']} x "
+          f"{c['head_size']}  ffn {c['dim_ffn']}  vocab {c['vocab_size']}  dtype {s['dtype']}", file=out)
+    print(f"{'group':<12} {'params':>12} {'bytes':>12} {'share':>7}", file=out)
+    for name, g in s["groups"].items():
+        share = g["params"] / max(1, s["total"]["params"])
+        print(f"{name:<12} {g['params']:>12,} {_fmt_bytes(g['bytes']):>12} {share:>7.1%}", file=out)
+    print(f"{'total':<12} {s['total']['params']:>12,} {_fmt_bytes(s['total']['bytes']):>12}", file=out)
+
+
+def cmd_inspect(args) -> None:
+    from ..loaders import load_model
+    from ..model.inspect import summary
+
+    model = load_model(args.model, dtype=None)  # bytes as stored
+    s = summary(model)
+    s["source"] = model.source
+    from ..format import is_compressed, size_report
+
+    if is_compressed(args.model):  # the decoded model's bytes are not the file's: report both
+        s["file"] = size_report(args.model)
+        s["structure"] = sorted(model.source.get("structure", {}))
+        if not args.json:
+            print_summary(s)
+            f = s["file"]
+            print(f"compressed file: {_fmt_bytes(f['file_bytes'])}, {f['bits_per_weight']:.3f} bits/weight; structure: "
+                  f"{', '.join(s['structure']) or 'plain'}")
+            for enc, slot in f["by_encoding"].items():
+                print(f"  {enc:<14} {slot['tensors']:>4} tensors {slot['weights']:>12,} weights "
+                      f"{_fmt_bytes(slot['bytes']):>12} {slot['bits_per_weight']:>7.3f} bits/weight")
+            return
+    if args.json:
+        json.dump(s, sys.stdout, indent=1)
+        print()
+    else:
+        print_summary(s)
+
+
+def _stream(model, tok, args, label: str = "") -> None:
+    """Stream a generation to stdout (rwkvlite/generate.py: one loop for either path)."""
+    from ..generate import generate
+
+    sys.stdout.write(args.prompt)
+    start, n = time.perf_counter(), 0
+    for piece in generate(model, tok, args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                          top_p=args.top_p, seed=args.seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        n += 1
+    print(f"\n[{n} pieces in {time.perf_counter() - start:.2f} s{label}]", file=sys.stderr)
+
+
+def _torch(model, args):
+    """The PyTorch model as generate() sees a model (model/stepper.py), and its tokenizer."""
+    from ..model.stepper import Stepper
+    from ..tokenizer import tokenizer_for
+
+    return Stepper(model), tokenizer_for(model.config, args.tokenizer)
+
+
+def cmd_generate(args) -> None:
+    from ..loaders import load_model
+
+    _stream(*_torch(load_model(args.model, device=args.device), args), args)
+
+
+def cmd_demo(args) -> None:
+    from ..loaders import load_model
+    from ..model.inspect import summary
+
+    path = default_model()
+    print(f"model: {path}")
+    model = load_model(path)
+    print_summary(summary(model))
+    print("\n--- generation (temperature 1.0, top-p 0.85, seed 0) ---")
+    _stream(*_torch(model, args), args)
+
+
+TASKS = ("wikitext", "lambada", "piqa", "fidelity")
+
+
+def cmd_eval(args) -> None:
+    from .. import eval as ev
+    from ..eval.results import record, write_json
+    from ..loaders import load_model
+    from ..tokenizer import tokenizer_for
+
+    model = load_model(args.model, device=args.device)
+    tok = tokenizer_for(model.config, args.tokenizer)
+    records = []
+    for task in args.tasks:
+        if task == "wikitext":
+            path = args.text or shared_path("data", "wikitext-2-raw", "wiki.test.raw")
+            figures = ev.perplexity(model, tok, ev.read_text(path), ctx=args.ctx, stateful=not args.windows,
+                                    limit=args.limit)
+        elif task == "lambada":
+            path = args.lambada or shared_path("data", "lambada_test.jsonl")
+            figures = ev.lambada(model, tok, ev.read_lambada(path, verify=not args.no_verify), limit=args.limit)
+        elif task == "fidelity":
+            if not args.reference:
+                raise RWKVLiteError("the fidelity task needs --reference MODEL (the original to compare with)")
+            path = args.text or shared_path("data", "wikitext-2-raw", "wiki.test.raw")
+            reference = load_model(args.reference, device=args.device)
+            figures = ev.fidelity(reference, model, tok, ev.read_text(path), ctx=args.ctx, limit=args.limit)
+        elif task == "piqa":
+            path = args.piqa or shared_path("data", "piqa", "valid.jsonl")
+            figures = ev.piqa(model, tok, ev.read_piqa(path), limit=args.limit)
+        else:
+            raise RWKVLiteError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+        settings = {"data": path, "limit": args.limit, "ctx": args.ctx, "reference": args.reference}
+        records.append(record(args.model, task, figures, settings))
+        print(f"{task:<9} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in figures.items()))
+    if args.json:
+        write_json(records, args.json)
+
+
+def cmd_report(args) -> None:
+    from ..eval.report import write_report
+
+    out = write_report(args.results, args.out)
+    print(f"wrote {out['markdown']}" + (f" and {out['plot']}" if out["plot"] else " (no quality figure to plot)"))
+
+
+def cmd_train(args) -> None:
+    from ..train import TrainConfig, train
+
+    cfg = TrainConfig.from_json(args.config, out_dir=args.out_dir, max_steps=args.max_steps, device=args.device)
+    log = train(cfg, resume=not args.no_resume)
+    print(f"trained {log['parameters']:,} parameters for {cfg.max_steps} steps in {log['train_seconds']:.0f} s; "
+          f"validation loss {log['final_val_loss']:.4f} nats/token "
+          f"(unigram entropy {log['unigram_entropy']:.3f}); model in {cfg.out_dir}/model.safetensors")
