@@ -277,6 +277,12 @@ def main() -> None:
             print(f"round {r + 1}/{args.rounds} {name}: {f['decode_ms_per_token_median']:.2f} ms/token, "
                   f"peak RSS {f['peak_rss_generate_mib']:.0f} MiB, read bandwidth {gbs:.1f} GB/s, "
                   f"{f['x_bound']:.2f} x bound", flush=True)
+    rows = summarise(names, engines, runs)
+    results.write(args, rows, [table_row(r) for r in rows])
+
+
+def summarise(names: list[str], engines: dict, runs: dict) -> list[dict]:
+    """Per engine and file: medians over the rounds, and speed against llama.cpp Q5_1 round by round."""
     base = [f["decode_ms_per_token_median"] for f in runs["llama.cpp Q5_1"]]
     rows = []
     print(f"{'engine and file':<30} {'file MB':>8} {'peak RSS MiB':>12} {'MB read/tok':>11} {'x bound':>7} "
@@ -293,7 +299,7 @@ def main() -> None:
         print(f"{name:<30} {row['file_bytes'] / 1e6:>8.1f} {row['peak_rss_max_mib']:>12.0f} "
               f"{row['bytes_read_per_token'] / 1e6:>11.1f} {row['x_bound']:>7.2f} {row['ms_per_token']:>9.2f} "
               f"{row['speed_vs_q5_1']:>10.2f}x ({min(speed):.2f}-{max(speed):.2f})", flush=True)
-    results.write(args, rows, [table_row(r) for r in rows])
+    return rows
 
 
 def table_row(r: dict) -> dict:
