@@ -1,4 +1,3 @@
-import ctypes
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ from rwkvlite.errors import RWKVLiteError
 from rwkvlite.loaders import load_model, save_model
 from rwkvlite.recipes import compress
 from rwkvlite.runtime import Runtime
+from rwkvlite.runtime.native import Kernels, Settings
 
 from ..conftest import make_model, run_cli, shared
 
@@ -75,17 +75,14 @@ CASES4 = [("4", "fp16"), ("4", "int8"), ("4", "rwkvquant-3"), ("4", "lite-int4")
 @pytest.mark.parametrize("version,recipe", CASES + CASES4)
 @pytest.mark.parametrize("kernels", ["c", "c-int16x", "numpy"])
 def test_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kernels, monkeypatch):
-    from rwkvlite.runtime import kernels as k
-
     out = compressed(sources(version), recipe)
-    monkeypatch.setattr(k, "_lib", None)
-    monkeypatch.setattr(k, "_tried", kernels == "numpy")  # numpy: pretend the build was tried and failed
-    if kernels != "numpy" and k.lib() is None:
+    if kernels == "numpy":
+        monkeypatch.setenv("RWKVLITE_KERNELS", "numpy")
+    elif Kernels().lib is None:
         pytest.skip("no C compiler")
-    k.set_exact(kernels == "c")
     # float x: within 1e-3; the int16-x fast path (8/4-bit) rounds x to 2^-15 of its group's max
     tol = 3e-3 if kernels == "c-int16x" else 1e-3
-    model, rt = load_model(out), Runtime(out)
+    model, rt = load_model(out), Runtime(out, exact=kernels == "c")
     assert rt.config["version"] == version
     state, ref_state = None, None
     for t in [1, 72, 101, 108, 108, 111, 44, 32, 119, 111]:
@@ -124,7 +121,6 @@ def test_rwkv4_with_a_wider_time_mix(recipe, tmp_path):
     against the numpy step from a random state."""
     from rwkvlite.model import RWKVConfig
     from rwkvlite.model.init import random_model
-    from rwkvlite.runtime import kernels as k
 
     save_model(random_model(RWKVConfig("4", n_layer=2, n_embd=64, dim_att=96, vocab_size=300), 0).eval(),
                tmp_path / "m.safetensors")
@@ -132,30 +128,26 @@ def test_rwkv4_with_a_wider_time_mix(recipe, tmp_path):
     out = tmp_path / "m.rwkvlite"
     compress(tmp_path / "m.safetensors", out, RECIPES[recipe], calibration=str(tmp_path / "t.txt"), n_seq=4,
              seq_len=32, tokenizer="bytes", progress=False)
-    k.set_exact(True)
-    try:
-        model, rt = load_model(out), Runtime(out)
-        state, ref_state = None, None
-        for t in [1, 72, 101, 108, 108]:
-            with torch.no_grad():
-                ref, ref_state = model(torch.tensor([[t]]), ref_state)
-            got, state = rt.step(t, state)
-            np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=1e-3, rtol=1e-3)
-        if k.lib() is None:
-            pytest.skip("no C compiler: the logits agree; no C block to compare with the numpy step")
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(64, np.float32)
-        for block in rt.blocks:
-            st = {"att": rng.standard_normal(64, np.float32), "ffn": rng.standard_normal(64, np.float32),
-                  "wkv": rng.standard_normal((3, 96), np.float32) * 0.1}
-            a, b = dict(st), dict(st)
-            xc, _ = block(x, a, None)
-            xn, _ = block.step_numpy(x, b, None)
-            for got, want in [(xc, xn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))]:
-                np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
-            x = xn
-    finally:
-        k.set_exact(False)
+    model, rt = load_model(out), Runtime(out, exact=True)
+    state, ref_state = None, None
+    for t in [1, 72, 101, 108, 108]:
+        with torch.no_grad():
+            ref, ref_state = model(torch.tensor([[t]]), ref_state)
+        got, state = rt.step(t, state)
+        np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=1e-3, rtol=1e-3)
+    if rt.kernels.lib is None:
+        pytest.skip("no C compiler: the logits agree; no C block to compare with the numpy step")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(64, np.float32)
+    for block in rt.blocks:
+        st = {"att": rng.standard_normal(64, np.float32), "ffn": rng.standard_normal(64, np.float32),
+              "wkv": rng.standard_normal((3, 96), np.float32) * 0.1}
+        a, b = dict(st), dict(st)
+        xc, _ = block(x, a, None)
+        xn, _ = block.step_numpy(x, b, None)
+        for got, want in [(xc, xn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))]:
+            np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
+        x = xn
 
 
 def test_runtime_refuses_generations_it_does_not_run(source, tmp_path):
@@ -181,42 +173,30 @@ def test_c_block_step_equals_the_numpy_one(sources, version, recipe, threaded):
     (x kept float32 here). all-threaded: every loop that may split across threads does (two
     threads, no minimum size), as they do at real sizes; these models are too small for that
     otherwise."""
-    from rwkvlite.runtime import kernels as k
-
-    if k.lib() is None:
+    if Kernels().lib is None:
         pytest.skip("no C compiler")
-    k.set_exact(True)
-    minimum, threads = ctypes.c_int64.in_dll(k.lib(), "parallel_min"), k.threads()
-    kept = minimum.value
-    if threaded:
-        k.set_threads(2)
-        minimum.value = 0
-    try:
-        rt = Runtime(compressed(sources(version), recipe))
-        assert all(b.c is not None for b in rt.blocks)  # every block has the one-call path
-        rng = np.random.default_rng(0)
-        C = rt.config["n_embd"]
-        state = [{"att": rng.standard_normal(C, np.float32), "ffn": rng.standard_normal(C, np.float32),
-                  "wkv": rng.standard_normal(s["wkv"].shape, np.float32) * 0.1} for s in rt.zero_state()]
-        x, v_first = rng.standard_normal(C, np.float32), None
-        for block, st in zip(rt.blocks, state):
-            a, b, before = dict(st), dict(st), st["wkv"].copy()
-            counts = (block.active_total, block.values_total)
-            xc, vc = block(x, a, v_first)
-            c_counts = (block.active_total - counts[0], block.values_total - counts[1])
-            xn, vn = block.step_numpy(x, b, v_first)
-            # the same FFN rows computed and read (predictor, and value rows of neurons > 0)
-            assert (block.active_total, block.values_total) == (counts[0] + 2 * c_counts[0], counts[1] + 2 * c_counts[1])
-            assert (vc is None) == (vn is None) == (version != "7")  # v_first: RWKV-7's only
-            pairs = [(xc, xn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))] + ([(vc, vn)] if vc is not None else [])
-            for got, want in pairs:
-                np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
-            assert np.array_equal(st["wkv"], before)  # the old state is kept
-            x, v_first = xn, vn
-    finally:
-        k.set_exact(False)
-        minimum.value = kept
-        k.set_threads(threads)
+    settings = Settings(threads=2, exact=True, parallel_min=0) if threaded else Settings(exact=True)
+    rt = Runtime(compressed(sources(version), recipe), kernels=Kernels(settings))
+    assert all(b.c is not None for b in rt.blocks)  # every block has the one-call path
+    rng = np.random.default_rng(0)
+    C = rt.config["n_embd"]
+    state = [{"att": rng.standard_normal(C, np.float32), "ffn": rng.standard_normal(C, np.float32),
+              "wkv": rng.standard_normal(s["wkv"].shape, np.float32) * 0.1} for s in rt.zero_state()]
+    x, v_first = rng.standard_normal(C, np.float32), None
+    for block, st in zip(rt.blocks, state):
+        a, b, before = dict(st), dict(st), st["wkv"].copy()
+        counts = (block.active_total, block.values_total)
+        xc, vc = block(x, a, v_first)
+        c_counts = (block.active_total - counts[0], block.values_total - counts[1])
+        xn, vn = block.step_numpy(x, b, v_first)
+        # the same FFN rows computed and read (predictor, and value rows of neurons > 0)
+        assert (block.active_total, block.values_total) == (counts[0] + 2 * c_counts[0], counts[1] + 2 * c_counts[1])
+        assert (vc is None) == (vn is None) == (version != "7")  # v_first: RWKV-7's only
+        pairs = [(xc, xn), *((a[n], b[n]) for n in ("att", "ffn", "wkv"))] + ([(vc, vn)] if vc is not None else [])
+        for got, want in pairs:
+            np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
+        assert np.array_equal(st["wkv"], before)  # the old state is kept
+        x, v_first = xn, vn
 
 
 @pytest.mark.parametrize("kernels", ["c", "numpy"])
@@ -224,11 +204,9 @@ def test_ffn_value_rows_are_read_for_active_neurons_only(sources, kernels, monke
     """A neuron whose key product comes out <= 0 weighs nothing, so its value row is not read
     (blocks.c, ffn_transposed; sparse_ffn in numpy), and bytes_read_per_token counts the
     value rows read, not the neurons predicted."""
-    from rwkvlite.runtime import kernels as k
-
-    monkeypatch.setattr(k, "_lib", None)
-    monkeypatch.setattr(k, "_tried", kernels == "numpy")
-    if kernels == "c" and k.lib() is None:
+    if kernels == "numpy":
+        monkeypatch.setenv("RWKVLITE_KERNELS", "numpy")
+    elif Kernels().lib is None:
         pytest.skip("no C compiler")
     rt = Runtime(compressed(sources("7"), "lite"))
     assert all(b.fv.transposed and b.predictor is not None for b in rt.blocks)
@@ -246,19 +224,14 @@ def test_ffn_value_rows_are_read_for_active_neurons_only(sources, kernels, monke
 
 
 def test_each_runtime_steps_with_its_own_threads(source):
-    """Runtime(threads=N) is that runtime's setting, not the last one made in the process."""
-    from rwkvlite.runtime import kernels as k
-
-    if k.lib() is None:
+    """Runtime(threads=N) is that runtime's setting, not the last one made in the process: the
+    kernels it calls carry its own settings (native.Kernels), and nothing global is set."""
+    if Kernels().lib is None:
         pytest.skip("no C compiler")
-    kept = k.threads()
-    try:
-        one, two = (Runtime(compressed(source, "int8"), threads=n) for n in (1, 2))
-        for rt, n in ((one, 1), (two, 2), (one, 1)):
-            rt.step(5)
-            assert k.threads() == n
-    finally:
-        k.set_threads(kept)
+    one, two = (Runtime(compressed(source, "int8"), threads=n) for n in (1, 2))
+    for rt, n in ((one, 1), (two, 2), (one, 1)):
+        rt.step(5)
+        assert rt.threads == rt.kernels.settings.threads == rt.kernels._c.threads == n
 
 
 @pytest.mark.parametrize("recipe", ["int8", "lite"])
@@ -512,9 +485,9 @@ def test_the_kernels_build_wherever_a_compiler_is_found():
         pytest.skip("numpy kernels asked for")
     if not (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("no C compiler")
-    from rwkvlite.runtime import kernels
+    from rwkvlite.runtime import native
 
-    assert kernels.lib() is not None
+    assert native.build() is not None and native.library() is not None
 
 
 def test_threaded_block_when_openmp_starts_fewer_threads_than_asked():

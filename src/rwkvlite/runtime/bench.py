@@ -13,7 +13,6 @@ import time
 import numpy as np
 
 from ..utils.memory import peak_mib, reset_peak, rss_kib
-from . import kernels
 from .model import Runtime
 
 
@@ -41,14 +40,14 @@ def bench(path, prompt_tokens: int = 16, gen_tokens: int = 128, seed: int = 0, t
     reads = rt.bytes_read_per_token()
     anon, file = rss_kib("RssAnon"), rss_kib("RssFile")
     return {"rss_end_anon_mib": anon / 1024 if anon is not None else None,
-            "rss_end_file_mib": file / 1024 if file is not None else None, "threads": kernels.threads(),
+            "rss_end_file_mib": file / 1024 if file is not None else None, "threads": rt.threads,
             "load_s": load_s, "rss_before_load_mib": base, "peak_rss_load_mib": load_peak,
             "peak_rss_generate_mib": peak_mib(), "peak_per_phase": per_phase,
             "prefill_ms_per_token": 1e3 * prefill_s / prompt_tokens, "decode_ms_per_token": 1e3 * decode_s / gen_tokens,
             "decode_ms_per_token_median": 1e3 * float(np.median(times)),
             "decode_tokens_per_s": gen_tokens / decode_s, "bytes_read_per_token": reads["total"],
             "bytes_read_detail": reads, "file_bytes": os.path.getsize(path), "gen_tokens": gen_tokens,
-            "torch_imported": "torch" in sys.modules, "kernels": "c" if kernels.lib() is not None else "numpy",
+            "torch_imported": "torch" in sys.modules, "kernels": "c" if rt.kernels.lib is not None else "numpy",
             "process_threads": _threads()}
 
 

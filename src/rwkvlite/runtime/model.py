@@ -20,7 +20,7 @@ import numpy as np
 from .. import format as compressed
 from ..errors import RWKVLiteError
 from ..format.encodings import decode
-from . import kernels
+from . import native
 from .cache import EmbeddingRows
 from .matrix import SignBits, matrix
 
@@ -55,8 +55,8 @@ CACHED = ("emb.weight",)
 class Weights:
     """Lazy access to a compressed file's tensors: matrices stay packed, vectors decoded."""
 
-    def __init__(self, path, verify: bool = True):
-        self.path = path
+    def __init__(self, path, verify: bool = True, kernels: native.Kernels | None = None):
+        self.path, self.kernels = path, kernels  # kernels: the C kernels the matrices use (None: numpy)
         self.manifest, self.arrays = compressed.container.read(path, verify=verify, keep_cached=CACHED)
         self.entries = self.manifest["tensors"]
 
@@ -71,7 +71,7 @@ class Weights:
         return decode(*self.parts(name)).astype(np.float32).reshape(-1)
 
     def mat(self, name):
-        return matrix(*self.parts(name))
+        return matrix(*self.parts(name), self.kernels)
 
 
 class Linear:
@@ -116,8 +116,8 @@ class DenseCopy:
         return self.W @ x
 
     def native(self):
-        return kernels.Mat(kind=kernels.MAT_KINDS["f32"], rows=self.W.shape[0], cols=self.W.shape[1],
-                           q=kernels.ptr(self.W))
+        return native.Mat(kind=native.MAT_KINDS["f32"], rows=self.W.shape[0], cols=self.W.shape[1],
+                           q=native.ptr(self.W))
 
 
 class Predictor:
@@ -132,7 +132,7 @@ class Predictor:
         scale = w.vec(f"{name}.qscale")
         entry, arrays = w.parts(f"{name}.qsign")
         if spec["quant_bits"] == 1 and entry.get("step") == 2 and entry["shape"][1] % 8 == 0:
-            self.copy = SignBits(entry, arrays, scale)
+            self.copy = SignBits(entry, arrays, scale, w.kernels)
         else:  # n-bit copies: decoded once (small models only)
             self.copy = DenseCopy(decode(entry, arrays).astype(np.float32) * scale[:, None])
         self.n = entry["shape"][0]
@@ -149,30 +149,30 @@ class Unbound(Exception):
     """A matrix without C kernels: its block steps in numpy."""
 
 
-def _native(m) -> kernels.Mat:
+def _native(m) -> native.Mat:
     n = m.native()
     if n is None:
         raise Unbound(type(m).__name__)
     return n
 
 
-def _native_linear(lin: Linear) -> kernels.LinearT:
+def _native_linear(lin: Linear) -> native.LinearT:
     if lin.low is None:
-        return kernels.LinearT(W=_native(lin.W))
-    return kernels.LinearT(w1=_native(lin.w1), w2=_native(lin.w2), lowrank=1 if lin.low == "linear" else 2,
-                           diag=kernels.ptr(lin.diag))
+        return native.LinearT(W=_native(lin.W))
+    return native.LinearT(w1=_native(lin.w1), w2=_native(lin.w2), lowrank=1 if lin.low == "linear" else 2,
+                           diag=native.ptr(lin.diag))
 
 
-def _native_ffn(b) -> kernels.FfnT:
-    """Block b's channel-mix key, value and predictor as kernels.h's ffn_t."""
+def _native_ffn(b) -> native.FfnT:
+    """Block b's channel-mix key, value and predictor as the C ffn_t."""
     pred = b.predictor
-    f = kernels.FfnT(fk=_native(b.fk), fv=_native(b.fv), fv_transposed=int(b.fv.transposed),
+    f = native.FfnT(fk=_native(b.fk), fv=_native(b.fv), fv_transposed=int(b.fv.transposed),
                      predicted=int(pred is not None))
     if pred is not None:
         sign = isinstance(pred.copy, SignBits)
-        f.pred = kernels.PredictorT(m1=_native(pred.m1), m2=_native(pred.m2), copy=_native(pred.copy),
-                                    b1=kernels.ptr(pred.b1), cut=kernels.ptr(pred.cut),
-                                    scale=kernels.ptr(pred.copy.scale) if sign else None, keep=pred.keep)
+        f.pred = native.PredictorT(m1=_native(pred.m1), m2=_native(pred.m2), copy=_native(pred.copy),
+                                    b1=native.ptr(pred.b1), cut=native.ptr(pred.cut),
+                                    scale=native.ptr(pred.copy.scale) if sign else None, keep=pred.keep)
     return f
 
 
@@ -184,31 +184,31 @@ class OneCall:
     kernel = ""
     c = None
 
-    def bind(self) -> None:
+    def bind(self, kernels: native.Kernels | None) -> None:
         """self.c: the C step, or None (no compiler, or a matrix without a C kernel)."""
+        self.kernels = kernels if kernels is not None and kernels.lib is not None else None
         try:
-            self.c = self._native() if kernels.lib() is not None else None
+            self.c = self._native() if self.kernels is not None else None
         except Unbound:
             self.c = None
 
     def _bound(self, struct):
         """Keep the struct alive, take its address and workspace size; the C function."""
-        lib = kernels.lib()
         self._ref, self._args = struct, ctypes.addressof(struct)
-        self.work_floats = getattr(lib, f"{self.kernel}_floats")(self._args)
+        self.work_floats = self.kernels.fn(f"{self.kernel}_floats")(self._args)
         self._bufs = None  # use_workspace, or a workspace of its own on the first call
-        return getattr(lib, self.kernel)
+        return self.kernels.fn(self.kernel)
 
     def use_workspace(self, work: np.ndarray, rows: np.ndarray) -> None:
         """Step in these buffers (at least work_floats floats and F ints), which blocks stepped
         one after another may share."""
         self._work, self._rows = work, rows
-        self._bufs = (kernels.ptr(work), kernels.ptr(rows))
+        self._bufs = (native.ptr(work), native.ptr(rows))
 
     def step_c(self, x, st, inplace: bool, *extra) -> np.ndarray:
         """x after the C step (extra: pointers the kernel takes after the state's); st gets the
         new state, in new arrays, or written over the old ones if inplace."""
-        ptr = kernels.ptr
+        ptr = native.ptr
         if self._bufs is None:
             self.use_workspace(np.empty(self.work_floats, np.float32), np.empty(self.fk.rows, np.int32))
         x = np.array(x, np.float32)  # updated in place
@@ -241,7 +241,7 @@ class OneCall:
         return np.zeros((self.H, self.N, self.N), np.float32)
 
     def count(self, counts: int) -> None:
-        """Add a C step's FFN_COUNTS (kernels.h): key rows computed, and value rows read in the
+        """Add a C step's FFN_COUNTS (runtime/c/internal.h): key rows computed, and value rows read in the
         high 32 bits."""
         self.active_total += counts & 0xFFFFFFFF
         self.values_total += counts >> 32
@@ -273,23 +273,23 @@ class Block(OneCall):
         self.o = Linear(w, f"{p}.att.output", None)
         self.lnx = (vec(f"{p}.att.ln_x.weight"), vec(f"{p}.att.ln_x.bias"))
         # addresses of k_k, k_a, r_k and ln_x for the C time mix (these arrays live as long as the block)
-        self.fixed_ptrs = tuple(kernels.ptr(t) for t in (self.k_k, self.k_a, self.r_k, *self.lnx))
+        self.fixed_ptrs = tuple(native.ptr(t) for t in (self.k_k, self.k_a, self.r_k, *self.lnx))
         self.x_k = vec(f"{p}.ffn.x_k")
         self.channel_mix_weights(w, p, structure)
         self.C = cfg["n_embd"]
-        self.bind()
+        self.bind(w.kernels)
 
     def _native(self):
-        """This block as rwkv7.c's block7_t (kernels.Block7)."""
+        """This block as rwkv7.c's block7_t (native.Rwkv7Args)."""
         loras = [self.w1, self.w2, self.a1, self.a2, self.g1, self.g2] + ([self.v1, self.v2] if self.i else [])
         lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o) if lin.low is not None]
-        b = kernels.Block7(C=self.C, H=self.H, N=self.N, first=int(self.i == 0), eps=self.eps,
+        b = native.Rwkv7Args(C=self.C, H=self.H, N=self.N, first=int(self.i == 0), eps=self.eps,
                            hidden=max([l.A.cols for l in loras] + lows), ffn=_native_ffn(self))
         vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1], "mix": self.mix,
                    "w0": self.w0, "a0": self.a0, "k_k": self.k_k, "k_a": self.k_a, "r_k": self.r_k,
                    "lnxw": self.lnx[0], "lnxb": self.lnx[1], "x_k": self.x_k, "v0": getattr(self, "v0", None)}
         for name, v in vectors.items():
-            setattr(b, name, kernels.ptr(v))
+            setattr(b, name, native.ptr(v))
         for name in "rkvo":
             setattr(b, name, _native_linear(getattr(self, name)))
         for name, lora in zip(("w1", "w2", "a1", "a2", "g1", "g2", "v1", "v2"), loras):
@@ -305,7 +305,7 @@ class Block(OneCall):
             v_first = np.empty(self.C, np.float32)
         elif v_first is None:
             raise ValueError("blocks after the first need v_first")
-        return self.step_c(x, st, inplace, kernels.ptr(v_first)), v_first
+        return self.step_c(x, st, inplace, native.ptr(v_first)), v_first
 
     def step_numpy(self, x, st, v_first):
         xa = layer_norm(x, *self.ln1)
@@ -354,13 +354,12 @@ def sparse_ffn(b, xk) -> np.ndarray:
 def time_mix(b: Block, S, r, w_raw, k, v, a_raw, g) -> tuple[np.ndarray, np.ndarray]:
     """RWKV-7's time mix after the projections (model/rwkv7.py): decay, in-context learning
     rate, state update, read-out, group norm, bonus and gate. (S', y [C]); the old S is kept."""
-    lib = kernels.lib()
     H, N = b.H, b.N
-    if lib is not None:
+    if b.kernels is not None:
         T, out = np.empty_like(S), np.empty(H * N, np.float32)
-        ptr = kernels.ptr
+        ptr = native.ptr
         r, w_raw, k, v, a_raw, g = (np.ascontiguousarray(t, np.float32) for t in (r, w_raw, k, v, a_raw, g))
-        lib.rwkv7_time_mix(ptr(S), ptr(T), ptr(r), ptr(w_raw), ptr(k), ptr(v), ptr(a_raw), *b.fixed_ptrs, ptr(g), H, N,
+        b.kernels.fn("rwkv7_time_mix")(ptr(S), ptr(T), ptr(r), ptr(w_raw), ptr(k), ptr(v), ptr(a_raw), *b.fixed_ptrs, ptr(g), H, N,
                            b.eps, ptr(out))
         return T, out
     w = np.exp(-LOG_DECAY_SCALE * sigmoid(w_raw))
@@ -404,7 +403,7 @@ class Block5(OneCall):
         self.fr = Linear(w, f"{p}.ffn.receptance", low.get(f"{p}.ffn.receptance"))
         self.channel_mix_weights(w, p, structure)
         self.mixes(w, p)
-        self.bind()
+        self.bind(w.kernels)
 
     def mixes(self, w: Weights, p: str) -> None:
         """The token-shift mixes and the decay and bonus; for rwkv6.c, the shifts written as
@@ -424,11 +423,11 @@ class Block5(OneCall):
         self.ffn_shift, self.decay = 1 - self.ffn_mix, self.w
 
     def _native(self):
-        """This block as rwkv6.c's block6_t (kernels.Block6)."""
+        """This block as rwkv6.c's block6_t (native.Rwkv6Args)."""
         dynamic = isinstance(self, Block6)
         C, A = self.shift.shape[1], self.H * self.N
         lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o, self.g, self.fr) if lin and lin.low is not None]
-        b = kernels.Block6(C=C, A=A, H=self.H, N=self.N, D=len(self.up_rows) // 5 if dynamic else 0,
+        b = native.Rwkv6Args(C=C, A=A, H=self.H, N=self.N, D=len(self.up_rows) // 5 if dynamic else 0,
                            hidden=max(lows + ([self.decay_w1.A.cols] if dynamic else []) + [1]), dynamic=int(dynamic),
                            gated=int(self.g is not None), eps=self.eps, ffn=_native_ffn(self))
         vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1],
@@ -436,12 +435,12 @@ class Block5(OneCall):
                    "ffn_shift": self.ffn_shift}
         if dynamic:
             vectors.update(maa_x=self.maa[0])
-            b.up_rows = kernels.ptr(self.up_rows)
+            b.up_rows = native.ptr(self.up_rows)
             b.maa_w1, b.maa_w2, b.decay_w1, b.decay_w2 = (_native(m) for m in (self.maa_w1.A, self.maa_up,
                                                                                self.decay_w1.A, self.decay_w2.A))
         for name, v in vectors.items():
             assert v.dtype == np.float32 and v.flags.c_contiguous, name
-            setattr(b, name, kernels.ptr(v))
+            setattr(b, name, native.ptr(v))
         for name in ("r", "k", "v", "g", "o", "fr"):
             if getattr(self, name) is not None:
                 setattr(b, name, _native_linear(getattr(self, name)))
@@ -488,7 +487,8 @@ class Block6(Block5):
         if entry["enc"] != "dense":
             raise RWKVLiteError(f"{p}.att.time_maa_w2 is stored as {entry['enc']}; the lean runtime reads it dense")
         five, D, C = entry["shape"]
-        self.maa_up = matrix({**entry, "shape": [five * D, C]}, {"values": arrays["values"].reshape(five * D, C)})
+        self.maa_up = matrix({**entry, "shape": [five * D, C]}, {"values": arrays["values"].reshape(five * D, C)},
+                             w.kernels)
         self.up_rows = np.arange(five * D, dtype=np.int32)
         self.decay = vec(f"{p}.att.time_decay")
         self.decay_w1, self.decay_w2 = Lora(w, f"{p}.att.time_decay_w1"), Lora(w, f"{p}.att.time_decay_w2")
@@ -533,7 +533,7 @@ class Block4(OneCall):
         self.ffn_shift = (1 - np.stack([vec(f"{p}.ffn.time_mix_{n}") for n in "kr"])).astype(np.float32)
         self.fr = Linear(w, f"{p}.ffn.receptance", low.get(f"{p}.ffn.receptance"))
         self.channel_mix_weights(w, p, structure)
-        self.bind()
+        self.bind(w.kernels)
 
     def zero_wkv(self) -> np.ndarray:
         """Rows aa, bb, pp: two empty sums and their log-scale, -1e38."""
@@ -542,14 +542,14 @@ class Block4(OneCall):
         return S
 
     def _native(self):
-        """This block as rwkv4.c's block4_t (kernels.Block4)."""
+        """This block as rwkv4.c's block4_t (native.Rwkv4Args)."""
         lows = [lin.w1.rows for lin in (self.r, self.k, self.v, self.o, self.fr) if lin.low is not None]
-        b = kernels.Block4(C=self.shift.shape[1], A=len(self.u), hidden=max(lows + [1]), ffn=_native_ffn(self))
+        b = native.Rwkv4Args(C=self.shift.shape[1], A=len(self.u), hidden=max(lows + [1]), ffn=_native_ffn(self))
         vectors = {"ln1w": self.ln1[0], "ln1b": self.ln1[1], "ln2w": self.ln2[0], "ln2b": self.ln2[1],
                    "shift": self.shift, "ffn_shift": self.ffn_shift, "w": self.w, "u": self.u}
         for name, v in vectors.items():
             assert v.dtype == np.float32 and v.flags.c_contiguous, name
-            setattr(b, name, kernels.ptr(v))
+            setattr(b, name, native.ptr(v))
         for name in ("r", "k", "v", "o", "fr"):
             setattr(b, name, _native_linear(getattr(self, name)))
         return self._bound(b)
@@ -581,13 +581,12 @@ BLOCKS = {"7": Block, "6": Block6, "5.2": Block5, "5.1": Block5, "5.0": Block5, 
 def time_mix6(b: Block5, S, r, k, v, w, g) -> tuple[np.ndarray, np.ndarray]:
     """RWKV-5/6's WKV (bonus u), group norm and gate (model/rwkv5.py, rwkv6.py): (S', y [A]);
     the old S is kept. r, k, v, w (the per-step decay): [H, N]."""
-    lib = kernels.lib()
-    if lib is not None:
+    if b.kernels is not None:
         S = np.ascontiguousarray(S, np.float32)
         T, out = np.empty_like(S), np.empty(S.shape[0] * S.shape[1], np.float32)
         r, k, v, w, g = (np.ascontiguousarray(t, np.float32) for t in (r, k, v, w, g))
-        ptr = kernels.ptr
-        lib.rwkv6_time_mix(ptr(S), ptr(T), ptr(r), ptr(k), ptr(v), ptr(w), ptr(b.u), ptr(b.lnx[0]), ptr(b.lnx[1]),
+        ptr = native.ptr
+        b.kernels.fn("rwkv6_time_mix")(ptr(S), ptr(T), ptr(r), ptr(k), ptr(v), ptr(w), ptr(b.u), ptr(b.lnx[0]), ptr(b.lnx[1]),
                            ptr(g), b.H, b.N, b.eps, ptr(out))
         return T, out
     kv = k[:, :, None] * v[:, None, :]
@@ -601,7 +600,7 @@ class Head:
 
     def __init__(self, w: Weights, spec: dict | None):
         self.W = w.mat("head.weight")
-        self.spec = spec
+        self.spec, self.kernels = spec, w.kernels
         self.rows_total = 0
         if spec:
             self.cluster = decode(*w.parts("head.cluster")).astype(np.int32)
@@ -626,12 +625,11 @@ class Head:
         picked[chosen] = 1
         base = (np.log(s) - self.log_sizes).astype(np.float32)  # a token of an unchosen cluster: log(s_k / n_k)
         log_mass = float(np.log(s[chosen].sum()))
-        lib = kernels.lib()
-        if lib is not None:  # the same in C: rows in file order (a forward scan), then one pass over the vocabulary
-            ptr, out = kernels.ptr, np.empty(len(self.cluster), np.float32)
-            n = lib.head_rows(ptr(picked), ptr(self.cluster), len(self.cluster), ptr(self._rows))
+        if self.kernels is not None and self.kernels.lib is not None:  # the same in C: rows in file order (a forward scan), then one pass over the vocabulary
+            ptr, out = native.ptr, np.empty(len(self.cluster), np.float32)
+            n = self.kernels.fn("head_rows")(ptr(picked), ptr(self.cluster), len(self.cluster), ptr(self._rows))
             logits = self.W.mv(h, self._rows[:n])
-            lib.head_logprobs(ptr(logits), n, ptr(picked), ptr(self.cluster), ptr(base), len(self.cluster), log_mass,
+            self.kernels.fn("head_logprobs")(ptr(logits), n, ptr(picked), ptr(self.cluster), ptr(base), len(self.cluster), log_mass,
                               ptr(out))
             self.rows_total += n
             return out
@@ -655,14 +653,17 @@ def _trim_heap() -> None:
 class Runtime:
     """model = Runtime("m.rwkvlite"); logits, state = model.step(token, state).
     threads: the C kernels' threads (default one per core, or RWKVLITE_THREADS), this
-    runtime's own: another Runtime in the process may use another number."""
+    runtime's own: another Runtime in the process may use another number. exact: float32
+    activations in every kernel (or RWKVLITE_EXACT=1). kernels: a native.Kernels to use
+    instead of one made from threads and exact (tests, bench/runtime_ab.py)."""
 
     CHUNK = 64  # prompt tokens that go through a block together (feed)
 
-    def __init__(self, path, verify: bool = True, cache_rows: int = 1024, threads: int | None = None):
-        kernels.set_threads(threads)
-        self.threads = kernels.threads()
-        self.w = Weights(path, verify)
+    def __init__(self, path, verify: bool = True, cache_rows: int = 1024, threads: int | None = None,
+                 exact: bool = False, kernels: native.Kernels | None = None):
+        self.kernels = kernels or native.Kernels(native.Settings(threads, exact))
+        self.threads = self.kernels.threads
+        self.w = Weights(path, verify, self.kernels)
         cfg = self.w.manifest["config"]
         block = BLOCKS.get(str(cfg["version"]))
         if block is None:
@@ -671,11 +672,11 @@ class Runtime:
         self.config = cfg
         structure = self.w.manifest.get("structure") or {}
         self.blocks = [block(self.w, i, cfg, structure) for i in range(cfg["n_layer"])]
-        native = [b for b in self.blocks if b.c is not None]
-        if native:  # blocks step one after another: one workspace for all
-            work = np.empty(max(b.work_floats for b in native), np.float32)
-            rows = np.empty(max(b.fk.rows for b in native), np.int32)
-            for b in native:
+        in_c = [b for b in self.blocks if b.c is not None]
+        if in_c:  # blocks step one after another: one workspace for all
+            work = np.empty(max(b.work_floats for b in in_c), np.float32)
+            rows = np.empty(max(b.fk.rows for b in in_c), np.int32)
+            for b in in_c:
                 b.use_workspace(work, rows)
         # in-place steps with every block in C: x and v_first in buffers of the runtime's own, a row
         # per token of a chunk, and the calls' arguments made once per state (_calls), not per block
@@ -712,7 +713,6 @@ class Runtime:
         tokens = list(tokens)
         if not tokens:
             raise ValueError("feed needs at least one token")
-        kernels.use_threads(self.threads)
         if state is None:
             state = self.zero_state()
         elif not inplace:
@@ -768,7 +768,7 @@ class Runtime:
             for a in arrays[:3 * len(state)]:
                 if a.dtype != np.float32 or not a.flags.c_contiguous:
                     raise ValueError("state arrays must be C-contiguous float32 (Runtime.zero_state, step)")
-            ptr = kernels.ptr
+            ptr = native.ptr
             xp, vp = ptr(self._X), ptr(self._V)
             calls = []
             for b, st in zip(self.blocks, state):
