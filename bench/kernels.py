@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from rwkvlite.format.encodings import encode_dense, encode_sq, encode_vq
-from rwkvlite.runtime import kernels
+from rwkvlite.runtime.native import Kernels, Settings
 from rwkvlite.runtime.matrix import matrix
 
 
@@ -50,7 +50,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=200)
     args = ap.parse_args()
-    if kernels.lib() is None:
+    if Kernels().lib is None:
         raise SystemExit("the C kernels are not available (no C compiler?)")
     rng = np.random.default_rng(0)
     x = rng.standard_normal(args.cols).astype(np.float32)
@@ -59,10 +59,9 @@ def main():
     print(f"{args.rows} x {args.cols} matrix, median of {args.repeat} calls")
     print(f"{'encoding':<20} {'threads':>7} {'mv us':>8} {'Gw/s':>6} {'GB/s':>6} {'axpy us':>8} {'Gw/s':>6}")
     for name, (entry, arrays) in encodings(args.rows, args.cols, rng).items():
-        m = matrix(entry, arrays)
         nbytes = sum(v.nbytes for v in arrays.values())
         for n in args.threads:
-            kernels.set_threads(n)
+            m = matrix(entry, arrays, Kernels(Settings(threads=n)))
             t_mv = timed(lambda: m.mv(x), args.repeat)
             t_axpy = timed(lambda: m.rmv(a), args.repeat)
             print(f"{name:<20} {n:>7} {t_mv * 1e6:>8.1f} {weights / t_mv / 1e9:>6.1f} {nbytes / t_mv / 1e9:>6.1f} "

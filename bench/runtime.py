@@ -51,15 +51,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def read_bandwidth_gbs(threads: int | None, mib: int = 512, repeat: int = 5) -> float:
     """The kernels' threads summing a buffer that does not fit in cache: bytes / best time
     (numpy's one-thread sum without the C kernels)."""
-    from rwkvlite.runtime import kernels
+    from rwkvlite.runtime.native import Kernels, Settings, ptr
 
     a = np.ones(mib * 2**20 // 4, np.float32)
-    lib = kernels.lib()
-    if lib is None:
+    k = Kernels(Settings(threads=threads))
+    if k.lib is None:
         return a.nbytes / min(_timed(a.sum) for _ in range(repeat)) / 1e9
-    if threads:
-        lib.set_threads(threads)
-    return a.nbytes / min(_timed(lambda: lib.read_sum(kernels.ptr(a), a.size)) for _ in range(repeat)) / 1e9
+    read_sum = k.fn("read_sum")
+    return a.nbytes / min(_timed(lambda: read_sum(ptr(a), a.size)) for _ in range(repeat)) / 1e9
 
 
 def x_bound(figures: dict, gbs: float) -> float:
@@ -108,10 +107,10 @@ def main():
     ap.add_argument("--json", default=None)
     results.add_argument(ap, "runtime-v{version}")
     args = ap.parse_args()
-    from rwkvlite.runtime import kernels
+    from rwkvlite.runtime.native import Kernels, Settings
 
     bandwidth = read_bandwidth_gbs(args.threads)
-    threads = kernels.threads()
+    threads = Kernels(Settings(threads=args.threads)).threads
     print(f"read bandwidth ({threads} threads): {bandwidth:.1f} GB/s before building", flush=True)
     folder = args.keep or tempfile.mkdtemp()
     os.makedirs(folder, exist_ok=True)

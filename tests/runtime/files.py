@@ -38,16 +38,10 @@ def compressed(source, recipe):
 
 
 def use_numpy(monkeypatch) -> None:
-    """Runtimes made from here on run without the C kernels (as if the build had failed)."""
-    from rwkvlite.runtime import kernels
-
-    monkeypatch.setattr(kernels, "_lib", None)
-    monkeypatch.setattr(kernels, "_tried", True)
+    """Runtimes made from here on run without the C kernels (RWKVLITE_KERNELS=numpy)."""
+    monkeypatch.setenv("RWKVLITE_KERNELS", "numpy")
 
 
 def rebuild_kernels(monkeypatch) -> None:
-    """Runtimes made from here on load the C kernels afresh (undoing use_numpy)."""
-    from rwkvlite.runtime import kernels
-
-    monkeypatch.setattr(kernels, "_lib", None)
-    monkeypatch.setattr(kernels, "_tried", False)
+    """Runtimes made from here on use the C kernels again (undoing use_numpy)."""
+    monkeypatch.delenv("RWKVLITE_KERNELS", raising=False)

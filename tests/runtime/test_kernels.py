@@ -3,11 +3,16 @@ import numpy as np
 import pytest
 
 from rwkvlite.format.encodings import decode, encode_dense, encode_sq, encode_vq
-from rwkvlite.runtime import kernels
 from rwkvlite.runtime.matrix import matrix
-from rwkvlite.runtime.model import time_mix
+from rwkvlite.runtime.rwkv7 import time_mix
+from rwkvlite.runtime.native import Kernels, Settings, ptr
 
-pytestmark = pytest.mark.skipif(kernels.lib() is None, reason="no C compiler")
+pytestmark = pytest.mark.skipif(Kernels().lib is None, reason="no C compiler")
+
+
+def kernels(exact=False, threads=None):
+    """The kernels with every threaded path taken however small the call (parallel_min 0)."""
+    return Kernels(Settings(threads=threads, exact=exact, parallel_min=0))
 
 
 def sq_matrix(rng, rows, cols, bits, group):
@@ -40,13 +45,17 @@ CASES += [("vq", bits, 512, 256) for bits in (3, 4, 5)]  # fewer than 6 bits: th
 
 @pytest.fixture(params=["exact", "int16x"])
 def mode(request):
-    kernels.set_exact(request.param == "exact")
-    yield request.param
-    kernels.set_exact(False)
+    return request.param
+
+
+@pytest.fixture
+def k(mode):
+    """The kernels in this test's mode."""
+    return kernels(exact=mode == "exact")
 
 
 @pytest.mark.parametrize("kind,bits,cols,group", CASES)
-def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode):
+def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode, k):
     rng = np.random.default_rng(bits * 1000 + cols)
     rows = 37
     if kind == "sq":
@@ -56,7 +65,7 @@ def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode):
     else:
         entry, arrays = encode_dense(rng.standard_normal((rows, cols)))
     W = decode(entry, arrays).astype(np.float64)
-    m = matrix(entry, arrays)
+    m = matrix(entry, arrays, k)
     x = rng.standard_normal(cols).astype(np.float32)
     scale = np.abs(W).sum(1).max() * np.abs(x).max()
     # int16x: x is rounded to 2^-15 of its group's largest value
@@ -75,26 +84,26 @@ def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode):
 
 
 @pytest.mark.parametrize("group", [256, 4096])
-def test_vq_group_sums_do_not_overflow(group, mode):
+def test_vq_group_sums_do_not_overflow(group, k):
     """Largest centroids times the largest inputs over a whole group (int32 lanes, int64 total)."""
     rows, cols = 4, 4096
     codes = np.zeros((rows, cols // 2), np.int64)
     book = np.full((cols // group, 64, 2), 127)
     entry, arrays = encode_vq(codes, book, np.full(cols // group, 0.01), 6, 2, group, [rows, cols])
     x = np.ones(cols, np.float32)
-    np.testing.assert_allclose(matrix(entry, arrays).mv(x), decode(entry, arrays).astype(np.float64) @ x, rtol=1e-5)
+    np.testing.assert_allclose(matrix(entry, arrays, k).mv(x), decode(entry, arrays).astype(np.float64) @ x, rtol=1e-5)
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 @pytest.mark.parametrize("group", [64, 1024])
-def test_sq_group_sums_do_not_overflow(bits, group, mode):
+def test_sq_group_sums_do_not_overflow(bits, group, k):
     """Largest codes times the largest inputs over whole groups: the int16-x paths' int32 lanes
     (in the masked layout a 3-bit code is up to 7 * 2^7 before its scale), mv and axpy."""
     rows, cols = 64, 2048
     top = 2**bits - 1
     entry, arrays = encode_sq(np.full((rows, cols), top), np.full((rows, cols // group), 1.0 / top),
                               np.zeros((rows, cols // group), np.int64), bits, group, [rows, cols])
-    m, W = matrix(entry, arrays), decode(entry, arrays).astype(np.float64)
+    m, W = matrix(entry, arrays, k), decode(entry, arrays).astype(np.float64)
     x = np.ones(cols, np.float32)
     np.testing.assert_allclose(m.mv(x), W @ x, rtol=1e-5)
     a, y = np.ones(rows, np.float32), np.zeros(cols, np.float32)
@@ -105,7 +114,7 @@ def test_sq_group_sums_do_not_overflow(bits, group, mode):
 def test_row_lists_longer_than_the_matrix_and_mismatched_coefficients():
     rng = np.random.default_rng(3)
     entry, arrays = sq_matrix(rng, 4, 64, 4, 32)
-    m, W = matrix(entry, arrays), decode(entry, arrays).astype(np.float64)
+    m, W = matrix(entry, arrays, kernels()), decode(entry, arrays).astype(np.float64)
     x = rng.standard_normal(64).astype(np.float32)
     rows = np.array([0, 1, 2, 3] * 3, np.int32)  # repeats: more results than the matrix has rows
     np.testing.assert_allclose(m.mv(x, rows), W[rows] @ x, rtol=1e-4, atol=1e-4)
@@ -115,36 +124,29 @@ def test_row_lists_longer_than_the_matrix_and_mismatched_coefficients():
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_threads_split_the_work_without_changing_it(n_threads):
+    k = kernels(threads=n_threads)  # (without OpenMP the kernels run on one thread, and must agree all the same)
     rng = np.random.default_rng(0)
     entry, arrays = sq_matrix(rng, 512, 512, 3, 64)  # large enough to run threaded
-    m = matrix(entry, arrays)
+    m = matrix(entry, arrays, k)
     short_entry, short_arrays = sq_matrix(rng, 1000, 96, 3, 64)  # short rows, 16 at a time, threaded
-    short = matrix(short_entry, short_arrays)
+    short = matrix(short_entry, short_arrays, k)
     lora_entry, lora_arrays = sq_matrix(rng, 1000, 64, 3, 64)  # a LoRA factor [in, r]: rows split by thread
-    lora = matrix(lora_entry, lora_arrays)
+    lora = matrix(lora_entry, lora_arrays, k)
     # fp16 rows of 1000 columns: each thread's share of the columns (the last one's not a multiple of 16)
     f16_entry, f16_arrays = encode_dense(rng.standard_normal((200, 1000)))
-    f16 = matrix(f16_entry, f16_arrays)
+    f16 = matrix(f16_entry, f16_arrays, k)
     a = rng.standard_normal(1000).astype(np.float32)
     sub = np.sort(rng.choice(1000, 700, replace=False)).astype(np.int32)
     x = rng.standard_normal(512).astype(np.float32)
-    before = kernels.threads()
-    kernels.set_threads(n_threads)
-    if kernels.threads() != n_threads:
-        kernels.set_threads(before)
-        pytest.skip("the kernels were built without OpenMP threads")
-    try:
-        got = m.mv(x).copy()
-        got_short = short.mv(x[:96]).copy()
-        got_lora, got_lora_sub = np.ones(64, np.float32), np.ones(64, np.float32)
-        lora.axpy(a, got_lora)
-        lora.axpy(a[:700], got_lora_sub, sub)
-        y = np.zeros(512, np.float32)
-        m.axpy(x, y)
-        got_f16 = np.ones(1000, np.float32)
-        f16.axpy(a[:200], got_f16)
-    finally:
-        kernels.set_threads(before)
+    got = m.mv(x).copy()
+    got_short = short.mv(x[:96]).copy()
+    got_lora, got_lora_sub = np.ones(64, np.float32), np.ones(64, np.float32)
+    lora.axpy(a, got_lora)
+    lora.axpy(a[:700], got_lora_sub, sub)
+    y = np.zeros(512, np.float32)
+    m.axpy(x, y)
+    got_f16 = np.ones(1000, np.float32)
+    f16.axpy(a[:200], got_f16)
     W = decode(entry, arrays).astype(np.float64)
     np.testing.assert_allclose(got, W @ x, rtol=1e-4, atol=1e-4 * np.abs(W @ x).max())
     Ws = decode(short_entry, short_arrays).astype(np.float64)
@@ -167,21 +169,22 @@ def test_time_mix_kernel_equals_the_numpy_equations(monkeypatch):
     b = BlockVectors()
     b.H, b.N, b.eps = H, N, 64e-5
     b.k_k, b.k_a, b.r_k, *b.lnx = (rng.uniform(-1, 1, H * N).astype(np.float32) for _ in range(5))
-    b.fixed_ptrs = tuple(kernels.ptr(t) for t in (b.k_k, b.k_a, b.r_k, *b.lnx))
+    b.fixed_ptrs = tuple(ptr(t) for t in (b.k_k, b.k_a, b.r_k, *b.lnx))
     S = rng.standard_normal((H, N, N)).astype(np.float32)
     r, w_raw, k, v, a_raw, g = (rng.standard_normal(H * N).astype(np.float32) for _ in range(6))
     S0 = S.copy()
-    T, y = time_mix(b, S, r, w_raw, k, v, a_raw, g)
+    T, y = time_mix(b, S, r, w_raw, k, v, a_raw, g, kernels(exact=True))
     np.testing.assert_array_equal(S, S0)  # the old state is left as it was
-    monkeypatch.setattr(kernels, "_lib", None)
-    monkeypatch.setattr(kernels, "_tried", True)
-    expect_T, expect_y = time_mix(b, S, r, w_raw, k, v, a_raw, g)
+    monkeypatch.setenv("RWKVLITE_KERNELS", "numpy")
+    numpy_only = Kernels()
+    assert numpy_only.lib is None
+    expect_T, expect_y = time_mix(b, S, r, w_raw, k, v, a_raw, g, numpy_only)
     np.testing.assert_allclose(T, expect_T, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y, expect_y, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("cols", [64, 96, 768, 40])
-def test_sign_copies_equal_the_decoded_signs(cols, mode):
+def test_sign_copies_equal_the_decoded_signs(cols, mode, k):
     """The predictors' 1-bit key copies (mv_bits in C): scale * (signs @ x), signs = +-1."""
     from rwkvlite.format.encodings import encode_int
     from rwkvlite.runtime.matrix import SignBits
@@ -190,7 +193,7 @@ def test_sign_copies_equal_the_decoded_signs(cols, mode):
     signs = np.where(rng.standard_normal((50, cols)) >= 0, 1, -1)
     entry, arrays = encode_int(signs, step=2)
     scale = rng.uniform(0.5, 2.0, 50).astype(np.float32)
-    m = SignBits(entry, arrays, scale)
+    m = SignBits(entry, arrays, scale, k)
     x = rng.standard_normal(cols).astype(np.float32)
     expect = scale * (signs @ x.astype(np.float64))
     tol = 1e-6 if mode == "exact" else 1e-4  # int16x: x rounded to 2^-15 of its largest value
@@ -200,22 +203,22 @@ def test_sign_copies_equal_the_decoded_signs(cols, mode):
 @pytest.mark.parametrize("V", [16, 37, 1000])
 def test_clustered_head_rows_and_logprobs_equal_numpy(V):
     """head_rows and head_logprobs (16 tokens a step with AVX-512, then a scalar tail) against
-    the numpy they replace (runtime/model.py, Head), for vocabularies with and without a tail."""
+    the numpy they replace (runtime/head.py, Head), for vocabularies with and without a tail."""
     rng = np.random.default_rng(V)
     K = 7
     cluster = rng.integers(0, K, V).astype(np.int32)
     picked = (rng.random(K) < 0.5).astype(np.int32)
     picked[cluster[V // 2]] = 1  # at least one chosen token
     base = rng.standard_normal(K).astype(np.float32)
-    lib, ptr = kernels.lib(), kernels.ptr
+    k = kernels()
     rows = np.full(V, -1, np.int32)
-    n = lib.head_rows(ptr(picked), ptr(cluster), V, ptr(rows))
+    n = k.fn("head_rows")(ptr(picked), ptr(cluster), V, ptr(rows))
     want = np.flatnonzero(picked[cluster]).astype(np.int32)
     np.testing.assert_array_equal(rows[:n], want)
     logits = (3 * rng.standard_normal(n)).astype(np.float32)
     log_mass = -0.25
     out = np.empty(V, np.float32)
-    lib.head_logprobs(ptr(logits), n, ptr(picked), ptr(cluster), ptr(base), V, log_mass, ptr(out))
+    k.fn("head_logprobs")(ptr(logits), n, ptr(picked), ptr(cluster), ptr(base), V, log_mass, ptr(out))
     ref = base[cluster].astype(np.float64)
     ref[want] = logits - logits.max() - np.log(np.exp(logits.astype(np.float64) - logits.max()).sum()) + log_mass
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)

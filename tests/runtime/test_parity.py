@@ -98,8 +98,8 @@ def test_rwkv4_with_a_wider_time_mix(recipe, tmp_path):
 
 
 def test_runtime_refuses_generations_it_does_not_run(source, tmp_path):
-    """A well-formed file of a generation the runtime has no block for (here a manifest that
-    says RWKV-3) is refused with one line."""
+    """A file of a generation rwkvlite has no model for (here a manifest that says RWKV-3) is
+    refused with one line, by the format's validation before the runtime looks for a block."""
     from rwkvlite.format import container
 
     manifest, arrays = container.read(compressed(source, "int8"))
@@ -107,7 +107,7 @@ def test_runtime_refuses_generations_it_does_not_run(source, tmp_path):
     out = tmp_path / "m3.rwkvlite"
     container.write(out, manifest, {k: np.array(v) for k, v in arrays.items()})
     r = run_cli("run", out, "--prompt", "x")
-    assert r.returncode == 2 and "runs RWKV-4, 5, 6 and 7 files; this is RWKV-3" in r.stderr
+    assert r.returncode == 2 and "config version '3' is not one of 4, 5.0, 5.1, 5.2, 6, 7" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 

@@ -57,7 +57,7 @@ def cmd_bench(args) -> None:
 
     # the lean runtime before numpy (which .format imports): numpy's BLAS held to one thread, for the
     # PyTorch path too, which does not use numpy's BLAS
-    importlib.import_module(".runtime", __package__)
+    importlib.import_module("rwkvlite.runtime")
     from ..format import is_compressed
 
     sizes = {"prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens}

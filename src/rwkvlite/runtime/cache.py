@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .kernels import ptr
+from .native import ptr
 from .matrix import SHARED, matrix
 
 
@@ -65,7 +65,7 @@ class FileRows:
             if role not in SHARED:
                 a = arrays[role] = np.empty((1,) + m.arrays[role].shape[1:], m.arrays[role].dtype)
                 self.reads.append((memoryview(a).cast("B"), offsets[key], m.arrays[role].strides[0]))
-        self.one_row = matrix({**m.entry, "shape": [1, *m.entry["shape"][1:]]}, arrays)
+        self.one_row = matrix({**m.entry, "shape": [1, *m.entry["shape"][1:]]}, arrays, m.kernels)
         self.one = np.ones(1, np.float32)
         self.call = None  # the kernel called directly where there is one: Matrix.rmv's checks cost more than the product
         if self.one_row._bound():

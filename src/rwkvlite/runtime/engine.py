@@ -44,13 +44,14 @@ class Runtime:
     threads: the C kernels' threads (default one per core, or RWKVLITE_THREADS); exact: float32
     activations in every kernel instead of the fast mode; parallel_min: the multiply-adds below
     which a kernel runs on one thread. These settings are this runtime's own (native.Kernels):
-    another Runtime in the process may use others."""
+    another Runtime in the process may use others. kernels: a native.Kernels to use instead
+    (another build of the C code, bench/runtime_ab.py), which then holds the settings."""
 
     CHUNK = 64  # prompt tokens that go through a block together (feed)
 
     def __init__(self, path, verify: bool = True, cache_rows: int = 1024, threads: int | None = None,
-                 exact: bool = False, *, parallel_min: int = Settings.parallel_min):
-        self.kernels = Kernels(Settings(threads, exact, parallel_min))
+                 exact: bool = False, *, parallel_min: int = Settings.parallel_min, kernels: Kernels | None = None):
+        self.kernels = kernels or Kernels(Settings(threads, exact, parallel_min))
         self.threads = self.kernels.threads
         self.w = Weights(path, verify, self.kernels)
         cfg = self.w.manifest["config"]
@@ -74,9 +75,6 @@ class Runtime:
         self.head = Head(self.w, structure.get("cluster_head", {}).get("head"), self.kernels)
         if self.head.spec:  # the chosen clusters' rows, read here and there: page by page, not in read-ahead blocks
             compressed.container.advise_random(self.w.parts("head.weight")[1].values())
-        # the matrices' products called from numpy steps run with the settings the kernels last
-        # applied: a numpy-stepped feed applies this runtime's first (the C blocks apply their own)
-        self._settle = None if self.kernels.lib is None else self.kernels.fn("threads")
         self.tokens = 0
         _trim_heap()  # what loading freed (the manifest's text, the verification's buffers)
 
@@ -128,8 +126,6 @@ class Runtime:
             for i in range(0, len(tokens), chunk):
                 x = self._blocks_in_place(tokens[i:i + chunk], state)
         else:
-            if self._settle is not None:
-                self._settle()
             for token in tokens:
                 x = self._blocks(self._embed(token), state)
         self.tokens += len(tokens)

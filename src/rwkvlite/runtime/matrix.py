@@ -1,6 +1,7 @@
 """Weight matrices as the file stores them, multiplied without unpacking them whole.
 
-Each class wraps one tensor's encoding entry and its memory-mapped arrays and offers
+Each class wraps one tensor's encoding entry and its memory-mapped arrays (and the C kernels
+it is multiplied by: a native.Kernels, or None for numpy only) and offers
   mv(x, rows=None)       W[rows] @ x                 (rows: int32 indices, None = all)
   axpy(a, y, rows=None)  y += a @ W[rows]            (rows of a stored-transposed matrix)
   dense_rows(rows)       the rows dequantised (embedding lookups, numpy fallback)
@@ -18,8 +19,8 @@ import numpy as np
 from ..format import bits as bitpack
 from ..format.container import readable
 from ..format.encodings import decode
-from . import kernels
-from .kernels import lib, ptr
+from . import native
+from .native import ptr
 
 
 SHARED = ("codebook", "codebook_scale", "perm")  # arrays of a whole matrix, not one per row
@@ -38,7 +39,7 @@ def _rows32(rows):
 class Matrix:
     kernel = None  # the C kernels' suffix: mv_<kernel>, axpy_<kernel>
 
-    def __init__(self, entry: dict, arrays: dict):
+    def __init__(self, entry: dict, arrays: dict, kernels: native.Kernels | None = None):
         # transposed: the arrays hold W^T, and this object is that stored matrix (use axpy)
         self.transposed = bool(entry.get("transposed"))
         entry = {k: v for k, v in entry.items() if k != "transposed"}
@@ -47,6 +48,7 @@ class Matrix:
         self.rows, self.cols = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, shape[0])
         self.nbytes = sum(a.nbytes for a in arrays.values())
         self.perm = None  # act-order: x is permuted before the product
+        self.kernels = kernels if kernels is not None and kernels.lib is not None else None
 
     def dense_rows(self, rows) -> np.ndarray:
         rows = np.asarray(rows)
@@ -61,12 +63,12 @@ class Matrix:
     def _bound(self) -> bool:
         """Whether the C kernels multiply this matrix; binds them (and the buffers) on first use."""
         if not hasattr(self, "_mv"):
-            k = lib()
+            k = self.kernels
             self._pre = self.weights_args() if k else None
             if self._pre is None:
                 self._mv = self._axpy = None
             else:
-                self._mv, self._axpy = getattr(k, f"mv_{self.kernel}"), getattr(k, f"axpy_{self.kernel}")
+                self._mv, self._axpy = k.fn(f"mv_{self.kernel}"), k.fn(f"axpy_{self.kernel}")
         return self._mv is not None
 
     def _buffers(self) -> None:
@@ -78,11 +80,11 @@ class Matrix:
             self._xp, self._yp, self._ap, self._outp = (ptr(t) for t in (self._x, self._y, self._a, self._out))
 
     def native(self):
-        """This matrix as rwkv7.c's mat_t (kernels.Mat), or None where only numpy multiplies it."""
+        """This matrix as the C blocks' mat_t (native.Mat), or None where only numpy multiplies it."""
         if not self._bound():
             return None
-        m = kernels.Mat(kind=kernels.MAT_KINDS[self.kernel], rows=self.rows,
-                        **dict(zip(kernels.MAT_ARGS[self.kernel], self._pre)))
+        m = native.Mat(kind=native.MAT_KINDS[self.kernel], rows=self.rows,
+                       **dict(zip(native.MAT_ARGS[self.kernel], self._pre)))
         if self.perm is not None:  # kept alive by this matrix
             self._perm32, self._tmp = np.ascontiguousarray(self.perm, np.int32), np.empty(self.cols, np.float32)
             m.perm, m.tmp = ptr(self._perm32), ptr(self._tmp)
@@ -129,8 +131,8 @@ class Matrix:
 class Dense(Matrix):
     kernel = "f16"
 
-    def __init__(self, entry, arrays):
-        super().__init__(entry, arrays)
+    def __init__(self, entry, arrays, kernels=None):
+        super().__init__(entry, arrays, kernels)
         v = arrays["values"]
         self.W = v.reshape(self.rows, self.cols) if v.ndim != 2 else v
 
@@ -143,8 +145,8 @@ class Dense(Matrix):
         return (ptr(self.W), self.cols) if self.entry["dtype"] == "float16" else None
 
     def native(self):
-        if self.entry["dtype"] == "float32" and lib() is not None and self.W.flags.c_contiguous:
-            return kernels.Mat(kind=kernels.MAT_KINDS["f32"], rows=self.rows, cols=self.cols, q=ptr(self.W))
+        if self.entry["dtype"] == "float32" and self.kernels is not None and self.W.flags.c_contiguous:
+            return native.Mat(kind=native.MAT_KINDS["f32"], rows=self.rows, cols=self.cols, q=ptr(self.W))
         return super().native()
 
     def mv(self, x, rows=None):
@@ -158,8 +160,8 @@ class Scalar(Matrix):
     """sq: codes, fp16 scale and b-bit zero per row and group (act-order permutes x)."""
     kernel = "sq"
 
-    def __init__(self, entry, arrays):
-        super().__init__(entry, arrays)
+    def __init__(self, entry, arrays, kernels=None):
+        super().__init__(entry, arrays, kernels)
         self.bits, self.group = entry["bits"], entry["group_size"]
         self.perm = arrays.get("perm")
 
@@ -172,8 +174,8 @@ class Vector(Matrix):
     """vq: b-bit indices into int8 codebooks (one per group of columns) with fp16 scales."""
     kernel = "vq"
 
-    def __init__(self, entry, arrays):
-        super().__init__(entry, arrays)
+    def __init__(self, entry, arrays, kernels=None):
+        super().__init__(entry, arrays, kernels)
         self.bits, self.dim, self.group = entry["bits"], entry["dim"], entry["group_size"]
 
     def weights_args(self):
@@ -184,12 +186,11 @@ class Vector(Matrix):
 class SignBits(Matrix):
     """A 1-bit sign matrix (int encoding, step 2, offset 1: v = 2 bit - 1) times a row scale:
     W x = scale * (2 (bits . x) - sum x), bits . x by the mv_bits kernel. As an sq matrix of
-    scale 1 and zero 0 it stays valid for the inherited products and gives rwkv7.c its mat_t."""
+    scale 1 and zero 0 it stays valid for the inherited products and gives the C blocks their mat_t."""
     kernel = "sq"
 
-    def __init__(self, entry, arrays, scale: np.ndarray, kernels=None):
-        super().__init__(entry, arrays)
-        self.kernels = kernels
+    def __init__(self, entry, arrays, scale: np.ndarray, kernels: native.Kernels | None = None):
+        super().__init__(entry, arrays, kernels)
         self.scale = np.asarray(scale, np.float32).reshape(-1)
         packed = arrays["q"].reshape(-1)
         if self.cols % 8:
@@ -208,20 +209,17 @@ class SignBits(Matrix):
     def mv(self, x, rows=None):
         if rows is not None:
             raise ValueError("a predictor copy is multiplied whole")
-        k = lib()
-        if k is None:
+        if self.kernels is None:
             return self.scale * (2 * super().mv(x) - x.sum())
         x = np.ascontiguousarray(x, np.float32)
         y = np.empty(self.rows, np.float32)
-        k.mv_bits(ptr(self.q), self.q.shape[1], self.cols, ptr(x), ptr(y), self.rows)  # bits . x, as rwkv7.c
+        self.kernels.fn("mv_bits")(ptr(self.q), self.q.shape[1], self.cols, ptr(x), ptr(y), self.rows)  # bits . x
         return self.scale * (2 * y - x.sum())
 
 
 KINDS = {"dense": Dense, "sq": Scalar, "vq": Vector}
 
 
-def matrix(entry: dict, arrays: dict, kernels=None) -> Matrix:
-    """The stored matrix of one encoding entry; kernels: the runtime's native.Kernels (kept on it)."""
-    m = KINDS[entry["enc"]](entry, arrays)
-    m.kernels = kernels
-    return m
+def matrix(entry: dict, arrays: dict, kernels: native.Kernels | None = None) -> Matrix:
+    """The stored matrix `entry` over its arrays, multiplied by `kernels` (None: numpy only)."""
+    return KINDS[entry["enc"]](entry, arrays, kernels)

@@ -1,18 +1,7 @@
-/* One RWKV-4 token through one block, in C: runtime/model.py's Block4 step (which does the
+/* One RWKV-4 token through one block, in C: runtime/rwkv4.py's Rwkv4Block step (which does the
  * same in numpy, as the fallback and the tests' oracle) in one foreign call per block. The
- * channel mix and the projections are blocks.c's; the struct is mirrored by ctypes in
- * runtime/kernels.py (every field 8 bytes wide). */
-#include <math.h>
-#include <string.h>
-#include "kernels.h"
-
-typedef struct {
-    int64_t C, A, hidden;  /* hidden: the widest low-rank inner dimension (1 if none) */
-    const float *ln1w, *ln1b, *ln2w, *ln2b, *shift /* [3][C]: r k v, 1 - time_mix */,
-        *ffn_shift /* [2][C]: k r */, *w /* -exp(time_decay) */, *u /* time_first */;
-    linear_t r, k, v, o, fr;
-    ffn_t ffn;
-} block4_t;
+ * channel mix and the projections are blocks.c's; block4_t: kernels.h. */
+#include "internal.h"
 
 int64_t rwkv4_block_floats(const block4_t *b) {
     return MAX(5 * b->C + 4 * b->A, gated_channel_mix_floats(&b->ffn, b->C)) + 3 * b->hidden;
@@ -36,8 +25,8 @@ static void wkv4(const float *S, float *T, const float *r, const float *k, const
 /* One token through block b: x [C] is updated in place; the block's state (att, ffn [C],
  * S [3][A]) is read and its successor written to att_out, ffn_out, T (which may alias the
  * inputs). work: rwkv4_block_floats(b) floats; rows: F ints. Returns channel_mix's FFN_COUNTS. */
-int64_t rwkv4_block(const block4_t *b, float *x, const float *att, float *att_out, const float *ffn, float *ffn_out,
-                    const float *S, float *T, float *work, int32_t *rows) {
+int64_t rwkv4_block(const settings_t *s, const block4_t *b, float *x, const float *att, float *att_out,
+                    const float *ffn, float *ffn_out, const float *S, float *T, float *work, int32_t *rows) {
     const int64_t C = b->C, A = b->A;
     float *xa = work, *mixed = xa + C, *out = mixed + 3 * C, *r = out + C, *k = r + A, *v = k + A, *y = v + A,
           *h = work + rwkv4_block_floats(b) - 3 * b->hidden;  /* h last: the channel mix's workspace starts at work */
@@ -46,14 +35,14 @@ int64_t rwkv4_block(const block4_t *b, float *x, const float *att, float *att_ou
     for (int64_t j = 0; j < 3; j++)
         for (int64_t c = 0; c < C; c++) mixed[j * C + c] = xa[c] + (att[c] - xa[c]) * b->shift[j * C + c];
     memcpy(att_out, xa, C * sizeof *xa);
-#pragma omp parallel for schedule(dynamic, 1) if (3 * C * A >= parallel_min)
+#pragma omp parallel for schedule(dynamic, 1) if (3 * C * A >= s->parallel_min) num_threads(team(s))
     for (int64_t t = 0; t < 3; t++) {
         const linear_t *l = t == 0 ? &b->r : t == 1 ? &b->k : &b->v;
-        linear(l, mixed + t * C, r + t * A, h + t * b->hidden);
+        linear(s, l, mixed + t * C, r + t * A, h + t * b->hidden);
     }
     wkv4(S, T, r, k, v, b->w, b->u, A, y);
-    linear(&b->o, y, out, h);
+    linear(s, &b->o, y, out, h);
     for (int64_t c = 0; c < C; c++) x[c] += out[c];
 
-    return gated_channel_mix(&b->ffn, &b->fr, b->ln2w, b->ln2b, b->ffn_shift, C, x, ffn, ffn_out, work, h, rows);
+    return gated_channel_mix(s, &b->ffn, &b->fr, b->ln2w, b->ln2b, b->ffn_shift, C, x, ffn, ffn_out, work, h, rows);
 }
