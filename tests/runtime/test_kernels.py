@@ -222,3 +222,25 @@ def test_clustered_head_rows_and_logprobs_equal_numpy(V):
     ref = base[cluster].astype(np.float64)
     ref[want] = logits - logits.max() - np.log(np.exp(logits.astype(np.float64) - logits.max()).sum()) + log_mass
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,args", [("sq", dict(bits=0)), ("sq", dict(bits=9)), ("sq", dict(group=0)),
+                                       ("sq", dict(group=-64)), ("vq", dict(bits=31)), ("vq", dict(dim=0)),
+                                       ("vq", dict(group=0)), ("vq", dict(dim=3))])
+def test_kernels_refuse_sizes_they_were_not_written_for(kind, args):
+    """Defence in depth behind the format's validation: a bit width, group or vector dimension out
+    of range computes nothing (mv: zeros; axpy: y unchanged) instead of dividing by zero or reading
+    a table that does not exist."""
+    rng = np.random.default_rng(3)
+    entry, arrays = sq_matrix(rng, 8, 64, 4, 32) if kind == "sq" else vq_matrix(rng, 8, 64, 4, 2, 32)
+    m = matrix(entry, arrays, kernels())
+    assert m._bound()  # the kernels' leading arguments, made on first use
+    pre = dict(zip(("q", "stride", "qbytes", "scale", "zero", "zstride", "bits", "group", "cols") if kind == "sq"
+                   else ("q", "stride", "qbytes", "zero", "scale", "bits", "dim", "group", "cols"), m._pre))
+    pre.update(args)
+    x, y = np.ones(64, np.float32), np.full(8, 7.0, np.float32)
+    m.kernels.fn(f"mv_{kind}")(*pre.values(), ptr(x), ptr(y), None, 8)
+    assert not y.any()
+    a, out = np.ones(8, np.float32), np.full(64, 7.0, np.float32)
+    m.kernels.fn(f"axpy_{kind}")(*pre.values(), ptr(a), ptr(out), None, 8)
+    assert (out == 7.0).all()

@@ -58,6 +58,10 @@ static ALWAYS_INLINE float bits_row_float(const uint8_t *q, int64_t cols, const 
 
 void mv_bits(const settings_t *s, const uint8_t *Q, int64_t qstride, int64_t cols, const float *x, float *y,
              int64_t n) {
+    if (cols < 0 || n < 0) {
+        zero_rows(y, n);
+        return;
+    }
 #ifdef HAVE_PERMW
     if (!s->exact && cols % 32 == 0 && mv_bits_int(s, Q, qstride, cols, x, y, n)) return;
 #endif

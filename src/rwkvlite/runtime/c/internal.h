@@ -94,4 +94,19 @@ HIDDEN int64_t gated_channel_mix_floats(const ffn_t *f, int64_t C);
 HIDDEN int64_t gated_channel_mix(const settings_t *s, const ffn_t *f, const linear_t *fr, const float *ln2w,
                                  const float *ln2b, const float *shift, int64_t C, float *x, const float *ffn,
                                  float *ffn_out, float *work, float *h, int32_t *rows);
+
+/* Defence in depth: the format layer validates every file before a kernel runs, but a kernel
+ * still never divides by, shifts by or sizes a table from an argument outside what it was
+ * written for. Such a call computes nothing: mv leaves y as zeros, axpy leaves y as it was. */
+static inline int sq_args_ok(int bits, int64_t group, int64_t cols, int64_t n) {
+    return bits >= 1 && bits <= 8 && group >= 1 && cols >= 0 && n >= 0;
+}
+static inline int vq_args_ok(int bits, int dim, int64_t group, int64_t cols, int64_t n) {
+    return bits >= 1 && bits <= 16 && (dim == 1 || dim == 2) && group >= dim && group % dim == 0 && cols >= 0 &&
+           cols % dim == 0 && n >= 0;
+}
+static inline void zero_rows(float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = 0.f;
+}
+
 #endif

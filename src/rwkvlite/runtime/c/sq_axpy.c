@@ -421,6 +421,7 @@ static void axpy_sq_float(const uint8_t *Q, int64_t qstride, int64_t qbytes, con
 void axpy_sq(const settings_t *s, const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z,
              int64_t zstride, int bits, int64_t group, int64_t cols, const float *a, float *y, const int32_t *rows,
              int64_t n) {
+    if (!sq_args_ok(bits, group, cols, n)) return;
     int64_t ngroups = (cols + group - 1) / group;
     const void *up = NULL;
 #ifdef HAVE_AVX2

@@ -446,6 +446,10 @@ static void sq_mv_rows(const settings_t *s, const sq_mv_t *k, int64_t n, int64_t
 void mv_sq(const settings_t *s, const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S, const uint8_t *Z,
            int64_t zstride, int bits, int64_t group, int64_t cols, const float *x, float *y, const int32_t *rows,
            int64_t n) {
+    if (!sq_args_ok(bits, group, cols, n)) {
+        zero_rows(y, n);
+        return;
+    }
     const int64_t ngroups = (cols + group - 1) / group;
     sq_mv_t k = {.Q = Q, .Z = Z, .S = S, .qstride = qstride, .qbytes = qbytes, .zstride = zstride, .group = group,
                  .cols = cols, .ngroups = ngroups, .bits = bits, .x = x, .rows = rows, .y = y};

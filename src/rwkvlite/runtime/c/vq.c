@@ -218,6 +218,10 @@ static ALWAYS_INLINE float vq_row(const vq_mv_t *k, int64_t r) {
 void mv_vq(const settings_t *s, const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book,
            const f16 *bscale, int bits, int dim, int64_t group, int64_t cols, const float *x, float *y,
            const int32_t *rows, int64_t n) {
+    if (!vq_args_ok(bits, dim, group, cols, n)) {
+        zero_rows(y, n);
+        return;
+    }
     const int64_t nvec = cols / dim, per_group = group / dim;
     vq_mv_t k = {.Q = Q, .book = book, .bscale = bscale, .qstride = qstride, .qbytes = qbytes, .group = group, .cols = cols,
                  .K = (int64_t)1 << bits, .nvec = nvec, .per_group = per_group,
@@ -255,6 +259,7 @@ static ALWAYS_INLINE void vq_axpy16(const int32_t *tab, __m256i idx, __m256 s, f
 void axpy_vq(const settings_t *s, const uint8_t *Q, int64_t qstride, int64_t qbytes, const int8_t *book,
              const f16 *bscale, int bits, int dim, int64_t group, int64_t cols, const float *a, float *y,
              const int32_t *rows, int64_t n) {
+    if (!vq_args_ok(bits, dim, group, cols, n)) return;
     int64_t K = (int64_t)1 << bits, nvec = cols / dim, per_group = group / dim, ngroups = (nvec + per_group - 1) / per_group;
     int32_t *pairs = NULL;
 #ifdef HAVE_AVX2
