@@ -65,7 +65,7 @@ def asan_env() -> dict:
     if not os.path.isabs(lib):
         sys.exit("--asan: gcc has no libasan.so (apt-get install libasan8 or gcc)")
     return {**os.environ, "LD_PRELOAD": lib, "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
-            "RWKVLITE_CFLAGS": "-fsanitize=address -fno-omit-frame-pointer -g",
+            "CC": "gcc -fsanitize=address -fno-omit-frame-pointer -g",
             "RWKVLITE_THREADS": "1"}
 
 

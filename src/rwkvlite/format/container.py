@@ -153,15 +153,28 @@ def read_header(path: str) -> tuple[int, dict]:
         n = struct.unpack("<Q", head)[0]
         if n > min(size - 8, 100_000_000):
             raise CheckpointError(f"{path}: truncated or corrupt compressed file (header of {n} bytes)")
-        try:
-            header = json.loads(f.read(n), object_pairs_hook=_unique_keys)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise CheckpointError(f"{path}: corrupt compressed file (header is not JSON)") from None
-        except _DuplicateKey as e:
-            raise CheckpointError(f"{path}: corrupt file (name {e} appears twice in the header)") from None
+        raw = f.read(n)
+    try:
+        header = loads_unique(raw, '"data_offsets"', lambda h: len(h) - ("__metadata__" in h))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{path}: corrupt compressed file (header is not JSON)") from None
+    except _DuplicateKey as e:
+        raise CheckpointError(f"{path}: corrupt file (name {e} appears twice in the header)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt compressed file (header is not a JSON object)")
     return 8 + n, header
+
+
+def loads_unique(text, marker: str, expected):
+    """json.loads refusing a name given twice in any object (json.loads keeps the last one
+    silently). Checking every object costs a Python call per object, a few ms on a large header,
+    so the exact check runs only when the text holds `marker` (a key each entry has once)
+    another number of times than expected(parsed) entries: a duplicated entry always does."""
+    parsed = json.loads(text)
+    count = (text.count(marker.encode()) if isinstance(text, bytes) else text.count(marker))
+    if not isinstance(parsed, dict) or count != expected(parsed):
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    return parsed
 
 
 class _DuplicateKey(ValueError):
@@ -208,7 +221,7 @@ def read(path, verify: bool = True, keep_cached=()) -> tuple[dict, dict[str, np.
     if not isinstance(text, str) or zlib.crc32(text.encode()) != _stored_crc(meta.get("manifest_crc32")):
         raise CheckpointError(f"{path}: corrupt compressed file (manifest checksum mismatch)")
     try:
-        manifest = json.loads(text, object_pairs_hook=_unique_keys)
+        manifest = loads_unique(text, '"arrays"', lambda m: len(m.get("tensors") or ()))
     except (json.JSONDecodeError, RecursionError, _DuplicateKey) as e:
         raise CheckpointError(f"{path}: corrupt compressed file (manifest: {type(e).__name__} {e})") from None
     validate.header_entries(path, header, ST_DTYPES)

@@ -35,26 +35,32 @@ def _fail(where: str, message: str):
 
 
 def _is_int(v, low: int = 0, high: int = MAX_DIM) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+    return type(v) is int and low <= v <= high  # (bool is not int here, nor a float that equals one)
+
+
+def _ints(values, low: int, high: int) -> bool:
+    return all(type(v) is int and low <= v <= high for v in values)
+
+
+HEADER_KEYS = {"dtype", "shape", "data_offsets"}
 
 
 def header_entries(where: str, header: dict, st_dtypes: dict) -> None:
     """Each safetensors entry: a known dtype, a shape of non-negative ints, offsets whose span
     holds exactly dtype x shape bytes."""
+    itemsize = {name: np.dtype(t).itemsize for name, t in st_dtypes.items()}
     for key, info in header.items():
-        if not isinstance(info, dict) or set(info) - {"dtype", "shape", "data_offsets"}:
+        if type(info) is not dict or info.keys() != HEADER_KEYS:
             _fail(where, f"array '{key}': malformed header entry")
-        shape, offsets = info.get("shape"), info.get("data_offsets")
-        if info.get("dtype") not in st_dtypes:
-            _fail(where, f"array '{key}': unsupported dtype {info.get('dtype')!r}")
-        if not isinstance(shape, list) or len(shape) > 4 or not all(_is_int(d, 0, 1 << 40) for d in shape):
+        shape, offsets, dtype = info["shape"], info["data_offsets"], info["dtype"]
+        if type(dtype) is not str or dtype not in itemsize:
+            _fail(where, f"array '{key}': unsupported dtype {dtype!r}")
+        if type(shape) is not list or len(shape) > 4 or not _ints(shape, 0, 1 << 40):
             _fail(where, f"array '{key}': bad shape {shape!r}")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o, 0, 1 << 50) for o in offsets)
-                or offsets[1] < offsets[0]):
+        if type(offsets) is not list or len(offsets) != 2 or not _ints(offsets, 0, 1 << 50) or offsets[1] < offsets[0]:
             _fail(where, f"array '{key}': bad data_offsets {offsets!r}")
-        size = math.prod(shape) * np.dtype(st_dtypes[info["dtype"]]).itemsize
-        if size != offsets[1] - offsets[0]:
-            _fail(where, f"array '{key}': {offsets[1] - offsets[0]} bytes for a {info['dtype']} array of shape {shape}")
+        if math.prod(shape) * itemsize[dtype] != offsets[1] - offsets[0]:
+            _fail(where, f"array '{key}': {offsets[1] - offsets[0]} bytes for a {dtype} array of shape {shape}")
 
 
 def config(where: str, cfg) -> None:
@@ -157,7 +163,7 @@ def _entry(where: str, name: str, e, shape: tuple, header: dict) -> None:
     if not isinstance(e, dict) or e.get("enc") not in ROLES:
         a.fail(f"unknown encoding {e.get('enc') if isinstance(e, dict) else e!r}")
     stored = list(shape[::-1]) if e.get("transposed") else list(shape)  # a transposed entry records W^T's shape
-    if not isinstance(e.get("shape"), list) or not all(_is_int(d) for d in e["shape"]) or e["shape"] != stored:
+    if type(e.get("shape")) is not list or not _ints(e["shape"], 0, MAX_DIM) or e["shape"] != stored:
         a.fail(f"shape {e.get('shape')!r}, a model of this config needs {stored}"
                + (" (transposed)" if e.get("transposed") else ""))
     roles = e.get("arrays")
