@@ -45,3 +45,18 @@ def use_numpy(monkeypatch) -> None:
 def rebuild_kernels(monkeypatch) -> None:
     """Runtimes made from here on use the C kernels again (undoing use_numpy)."""
     monkeypatch.delenv("RWKVLITE_KERNELS", raising=False)
+
+
+def use_kernels(kind: str, monkeypatch) -> None:
+    """Runtimes made from here on use the C kernels ("c", "c-int16x") or numpy ("numpy");
+    skips when the C kernels are asked for and there is no compiler."""
+    import pytest
+
+    from rwkvlite.runtime import native
+
+    if kind == "numpy":
+        use_numpy(monkeypatch)
+        return
+    rebuild_kernels(monkeypatch)
+    if native.library() is None:
+        pytest.skip("no C compiler")

@@ -5,7 +5,7 @@ import pytest
 
 from rwkvlite.runtime import Runtime, State, native
 
-from .files import compressed, rebuild_kernels, use_numpy
+from .files import compressed, use_kernels
 
 
 @pytest.mark.parametrize("kernels", ["c", "numpy"])
@@ -13,12 +13,7 @@ def test_ffn_value_rows_are_read_for_active_neurons_only(sources, kernels, monke
     """A neuron whose key product comes out <= 0 weighs nothing, so its value row is not read
     (blocks.c, ffn_transposed; SparseFfn in numpy), and bytes_read_per_token counts the
     value rows read, not the neurons predicted."""
-    if kernels == "numpy":
-        use_numpy(monkeypatch)
-    else:
-        rebuild_kernels(monkeypatch)
-        if native.library() is None:
-            pytest.skip("no C compiler")
+    use_kernels(kernels, monkeypatch)
     rt = Runtime(compressed(sources("7"), "lite"))
     assert all(b.ffn.value.transposed and b.ffn.predictor is not None for b in rt.blocks)
     state, token = None, 1

@@ -14,19 +14,14 @@ from rwkvlite.recipes import compress
 from rwkvlite.runtime import LayerState, Runtime, native
 
 from ..conftest import run_cli, shared
-from .files import CASES, CASES4, OTHER, RECIPES, TEXT, compressed, rebuild_kernels, use_numpy
+from .files import CASES, CASES4, OTHER, RECIPES, TEXT, compressed, use_kernels
 
 
 @pytest.mark.parametrize("version,recipe", CASES + CASES4)
 @pytest.mark.parametrize("kernels", ["c", "c-int16x", "numpy"])
 def test_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kernels, monkeypatch):
     out = compressed(sources(version), recipe)
-    if kernels == "numpy":
-        use_numpy(monkeypatch)
-    else:
-        rebuild_kernels(monkeypatch)
-        if native.library() is None:
-            pytest.skip("no C compiler")
+    use_kernels(kernels, monkeypatch)
     # float x: within 1e-3; the int16-x fast path (8/4-bit) rounds x to 2^-15 of its group's max
     tol = 3e-3 if kernels == "c-int16x" else 1e-3
     model, rt = load_model(out), Runtime(out, exact=kernels == "c")
