@@ -125,6 +125,9 @@ LIES = {
         clusters=10**9), "clusters"),
     "cluster count off by one": ("7", "lite-int4", lambda m, h, d: m["structure"]["cluster_head"]["head"].update(
         clusters=m["structure"]["cluster_head"]["head"]["clusters"] + 1), "scorer"),
+    "groups as a float": ("5.2", "int8", lambda m, h, d: sq(m).update(groups=float(sq(m)["groups"])), "groups"),
+    "a structure spec that is not an object": ("7", "lite-int4", lambda m, h, d: m["structure"]["lowrank"].update(
+        {next(iter(m["structure"]["lowrank"])): []}), "structure"),
     "low-rank rank 0": ("7", "lite-int4", lambda m, h, d: next(iter(m["structure"]["lowrank"].values())).update(
         rank=0), "rank"),
     "header array of a wrong byte count": ("7", "int8", lambda m, h, d: h[sq(m)["arrays"]["q"]]["shape"].__setitem__(

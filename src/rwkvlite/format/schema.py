@@ -77,6 +77,8 @@ def _replace_linear(shapes: dict, name: str, new: dict[str, tuple]) -> None:
 
 
 def _int(spec: dict, key: str, low: int = 1) -> int:
+    if not isinstance(spec, dict):
+        raise ValueError(f"a structure spec must be an object, not {spec!r}")
     value = spec.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 1 << 24:
         raise ValueError(f"structure field {key!r} must be an integer from {low} to {1 << 24}, not {value!r}")
@@ -88,7 +90,7 @@ def structured_shapes(cfg: dict, structure: dict) -> dict[str, tuple]:
     shapes = model_shapes(cfg)
     for name, spec in (structure.get("lowrank") or {}).items():
         out, inp = shapes.get(f"{name}.weight", (0, 0))
-        rank = _int(spec, "rank")
+        rank = _int(spec, "rank")  # (checks spec is an object)
         if spec.get("variant") not in ("linear", "relu"):
             raise ValueError(f"lowrank {name}: variant must be 'linear' or 'relu', not {spec.get('variant')!r}")
         new = {"w1": (rank, inp), "w2": (out, rank)}

@@ -131,7 +131,7 @@ def _encoding(a: _Arrays) -> None:
     elif e["enc"] == "sq":
         bits, group = a.param("bits", SQ_BITS), a.param("group_size", range(1, MAX_DIM + 1))
         groups = -(-cols // group)
-        if e.get("groups") != groups:
+        if not _is_int(e.get("groups")) or e["groups"] != groups:
             a.fail(f"groups {e.get('groups')!r} disagrees with {cols} columns in groups of {group} ({groups})")
         a.expect("q", "U8", (rows, row_bytes(cols, bits)))
         a.expect("scale", "F16", (rows, groups))
@@ -144,7 +144,7 @@ def _encoding(a: _Arrays) -> None:
         if cols % dim or group % dim:
             a.fail(f"{cols} columns in groups of {group} do not split into vectors of {dim}")
         groups = -(-cols // group)
-        if e.get("groups") != groups:
+        if not _is_int(e.get("groups")) or e["groups"] != groups:
             a.fail(f"groups {e.get('groups')!r} disagrees with {cols} columns in groups of {group} ({groups})")
         a.expect("q", "U8", (rows, row_bytes(cols // dim, bits)))
         a.expect("codebook", "I8", (groups, 1 << bits, dim))
