@@ -1,5 +1,8 @@
-"""What validating a compressed file costs: the time inside format/validate.py's checks as a share
-of the lean runtime's whole load (Runtime(path)), for each file, over --rounds loads.
+"""What validating a compressed file costs, two ways, for each file over --rounds loads:
+  share  the time inside format/validate.py's checks as a share of the lean runtime's whole load
+         (Runtime(path)) that holds them;
+  ratio  the median load time with the checks over the median load time with them skipped, the
+         two kinds of load alternating (what the checks add, their own reads of the file included).
 
 usage: python bench/validation.py FILE [FILE ...] [--rounds 10] [--save NAME]
 """
@@ -36,26 +39,33 @@ def timed(spent: list, fn):
 
 
 def measure(path: str, rounds: int) -> dict:
-    spent, shares, loads = [0.0], [], []
+    spent, shares, loads, bare = [0.0], [], [], []
     originals = {name: getattr(validate, name) for name in CHECKS}
-    for name, fn in originals.items():
-        setattr(validate, name, timed(spent, fn))
+    skipped = {name: (lambda *a, **k: None) for name in CHECKS}
+    timed_checks = {name: timed(spent, fn) for name, fn in originals.items()}
     try:
-        for _ in range(rounds + 1):  # the first load: page cache and kernel build, not counted
+        for r in range(2 * rounds + 2):  # the first two loads: page cache and kernel build, not counted
+            checks = timed_checks if r % 2 else skipped
+            for name, fn in checks.items():
+                setattr(validate, name, fn)
             spent[0] = 0.0
             start = time.perf_counter()
             Runtime(path)
             load = time.perf_counter() - start
-            loads.append(load)
-            shares.append(spent[0] / load)
+            if r >= 2:
+                (loads if r % 2 else bare).append(load)
+                if r % 2:
+                    shares.append(spent[0] / load)
     finally:
         for name, fn in originals.items():
             setattr(validate, name, fn)
-    row = {"file": os.path.basename(path), "load_ms": 1e3 * float(np.median(loads[1:])),
-           "validation_ms": 1e3 * float(np.median([s * t for s, t in zip(shares[1:], loads[1:])])),
-           "share": float(np.median(shares[1:])), "share_max": float(max(shares[1:])), "rounds": rounds}
-    print(f"{row['file']}: load {row['load_ms']:.1f} ms, validation {row['validation_ms']:.2f} ms = "
-          f"{100 * row['share']:.2f}% of the load (max {100 * row['share_max']:.2f}%)", flush=True)
+    row = {"file": os.path.basename(path), "load_ms": 1e3 * float(np.median(loads)),
+           "load_unchecked_ms": 1e3 * float(np.median(bare)), "ratio": float(np.median(loads) / np.median(bare)),
+           "validation_ms": 1e3 * float(np.median([s * t for s, t in zip(shares, loads)])),
+           "share": float(np.median(shares)), "rounds": rounds}
+    print(f"{row['file']}: load {row['load_ms']:.1f} ms (unchecked {row['load_unchecked_ms']:.1f}, ratio "
+          f"{row['ratio']:.3f}); validation {row['validation_ms']:.2f} ms = {100 * row['share']:.2f}% of the load",
+          flush=True)
     return row
 
 

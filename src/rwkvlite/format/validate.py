@@ -47,20 +47,39 @@ HEADER_KEYS = {"dtype", "shape", "data_offsets"}
 
 def header_entries(where: str, header: dict, st_dtypes: dict) -> None:
     """Each safetensors entry: a known dtype, a shape of non-negative ints, offsets whose span
-    holds exactly dtype x shape bytes."""
+    holds exactly dtype x shape bytes. Checked over all entries at once (a load's budget is a
+    few microseconds an array); the entry at fault is found only when a check fails."""
     itemsize = {name: np.dtype(t).itemsize for name, t in st_dtypes.items()}
-    for key, info in header.items():
-        if type(info) is not dict or info.keys() != HEADER_KEYS:
-            _fail(where, f"array '{key}': malformed header entry")
-        shape, offsets, dtype = info["shape"], info["data_offsets"], info["dtype"]
-        if type(dtype) is not str or dtype not in itemsize:
-            _fail(where, f"array '{key}': unsupported dtype {dtype!r}")
-        if type(shape) is not list or len(shape) > 4 or not _ints(shape, 0, 1 << 40):
-            _fail(where, f"array '{key}': bad shape {shape!r}")
-        if type(offsets) is not list or len(offsets) != 2 or not _ints(offsets, 0, 1 << 50) or offsets[1] < offsets[0]:
-            _fail(where, f"array '{key}': bad data_offsets {offsets!r}")
-        if math.prod(shape) * itemsize[dtype] != offsets[1] - offsets[0]:
-            _fail(where, f"array '{key}': {offsets[1] - offsets[0]} bytes for a {dtype} array of shape {shape}")
+    infos = list(header.values())
+    try:
+        well_formed = all([type(i) is dict and i.keys() == HEADER_KEYS and type(i["shape"]) is list
+                           and len(i["shape"]) <= 4 and type(i["data_offsets"]) is list
+                           and len(i["data_offsets"]) == 2 for i in infos])
+        numbers = [x for i in infos for x in (*i["shape"], *i["data_offsets"])] if well_formed else [None]
+        well_formed = well_formed and {type(x) for x in numbers} <= {int} and (not numbers or (
+            min(numbers) >= 0 and max(numbers) < 1 << 50))
+        if well_formed and all([math.prod(i["shape"]) * itemsize[i["dtype"]] == i["data_offsets"][1] - i["data_offsets"][0]
+                                for i in infos]):
+            return
+    except (KeyError, TypeError):
+        pass
+    for key, info in header.items():  # which entry, and why
+        _header_entry(where, key, info, itemsize)
+    _fail(where, "malformed header")  # (not reached: some entry above fails)
+
+
+def _header_entry(where: str, key: str, info, itemsize: dict) -> None:
+    if type(info) is not dict or info.keys() != HEADER_KEYS:
+        _fail(where, f"array '{key}': malformed header entry")
+    shape, offsets, dtype = info["shape"], info["data_offsets"], info["dtype"]
+    if type(dtype) is not str or dtype not in itemsize:
+        _fail(where, f"array '{key}': unsupported dtype {dtype!r}")
+    if type(shape) is not list or len(shape) > 4 or not _ints(shape, 0, 1 << 40):
+        _fail(where, f"array '{key}': bad shape {shape!r}")
+    if type(offsets) is not list or len(offsets) != 2 or not _ints(offsets, 0, 1 << 50) or offsets[1] < offsets[0]:
+        _fail(where, f"array '{key}': bad data_offsets {offsets!r}")
+    if math.prod(shape) * itemsize[dtype] != offsets[1] - offsets[0]:
+        _fail(where, f"array '{key}': {offsets[1] - offsets[0]} bytes for a {dtype} array of shape {shape}")
 
 
 def config(where: str, cfg) -> None:
