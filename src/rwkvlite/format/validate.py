@@ -25,7 +25,8 @@ from .schema import structured_shapes
 VERSIONS = ("4", "5.0", "5.1", "5.2", "6", "7")
 MAX_DIM = 1 << 24  # rows, columns, vocabulary: far above any RWKV model, far below an overflow
 ROLES = {"dense": {"values"}, "sq": {"q", "scale", "zero"}, "vq": {"q", "codebook", "codebook_scale"}, "int": {"q"}}
-DENSE = {"float16": "F16", "bfloat16": ("BF16", "U16"), "float32": "F32"}
+DENSE = {"float16": ("F16",), "bfloat16": ("BF16", "U16"), "float32": ("F32",)}
+VALUES, SQ = {"values"}, {"q", "scale", "zero"}
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "bool")
 SQ_BITS, VQ_BITS, INT_BITS, VQ_DIMS = range(1, 9), range(1, 13), range(1, 17), (1, 2)
 
@@ -234,7 +235,21 @@ def manifest(where: str, m, header: dict) -> None:
         _fail(where, f"tensor '{name}' is {'missing' if missing else 'not part of'} an RWKV-{m['config']['version']} "
                      f"model of this config ({len(missing)} missing, {len(extra)} unexpected)")
     for name, e in tensors.items():
-        _entry(where, name, e, shapes[name], header)
+        if not (_plain_dense(e, shapes[name], header) or _plain_sq(e, shapes[name], header)):
+            _entry(where, name, e, shapes[name], header)
+
+
+def _plain_dense(e, shape: tuple, header: dict) -> bool:
+    """The common entry (a dense, untransposed tensor whose array is exactly its values) in a few
+    operations; False sends any other entry through _entry's checks, which name what is wrong.
+    repr compares values and types at once: [64.0] or [True] is not [64]."""
+    if type(e) is not dict or e.get("enc") != "dense" or "transposed" in e:
+        return False
+    arrays, stored = e.get("arrays"), list(shape)
+    if type(arrays) is not dict or arrays.keys() != VALUES or repr(e.get("shape")) != repr(stored):
+        return False
+    info = header.get(arrays["values"]) if type(arrays["values"]) is str else None
+    return info is not None and info["dtype"] in DENSE.get(e.get("dtype"), ()) and info["shape"] == (stored or [1])
 
 
 def contents(where: str, m: dict, arrays: dict) -> None:
@@ -254,3 +269,23 @@ def contents(where: str, m: dict, arrays: dict) -> None:
             _fail(where, f"tensor '{head}.cluster': ids outside 0..{spec['clusters'] - 1}")
         if np.bincount(ids.astype(np.int64), minlength=spec["clusters"]).min() == 0:
             _fail(where, f"tensor '{head}.cluster': a cluster without tokens")
+
+
+def _plain_sq(e, shape: tuple, header: dict) -> bool:
+    """The common scalar-coded matrix (untransposed, no permutation) in a few operations, as
+    _plain_dense; False sends it through _entry's checks."""
+    if type(e) is not dict or e.get("enc") != "sq" or "transposed" in e or len(shape) != 2:
+        return False
+    arrays, bits, group, groups = e.get("arrays"), e.get("bits"), e.get("group_size"), e.get("groups")
+    if (type(arrays) is not dict or arrays.keys() != SQ or type(bits) is not int or type(group) is not int
+            or type(groups) is not int or not 1 <= bits <= 8 or not 1 <= group <= MAX_DIM or repr(e.get("shape")) != repr(list(shape))):
+        return False
+    rows, cols = shape
+    try:
+        q, scale, zero = header.get(arrays["q"]), header.get(arrays["scale"]), header.get(arrays["zero"])
+    except TypeError:  # an array name that is not a string
+        return False
+    return (groups == -(-cols // group) and q is not None and scale is not None and zero is not None
+            and q["dtype"] == "U8" and q["shape"] == [rows, row_bytes(cols, bits)]
+            and scale["dtype"] == "F16" and scale["shape"] == [rows, groups]
+            and zero["dtype"] == "U8" and zero["shape"] == [rows, row_bytes(groups, bits)])

@@ -16,8 +16,9 @@ from .matrix import matrix
 
 # The embedding, whose rows the runtime reads with os.pread (runtime/cache.py, FileRows): left
 # in the page cache after verification, so a row is a system call, not a disk read, and no
-# resident memory (the file is not mapped there).
-CACHED = ("emb.weight",)
+# resident memory (the file is not mapped there); and the clustered head's cluster ids, which the
+# format's validation and then the head decode right after loading (a few KB).
+CACHED = ("emb.weight", "head.cluster")
 
 
 class Weights:
