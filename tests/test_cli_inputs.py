@@ -57,6 +57,14 @@ def test_an_output_folder_is_refused_before_any_work(small, tmp_path):
         assert_one_line_error(result, "is a folder")
 
 
+def test_the_api_refuses_an_output_folder_before_loading(tmp_path):
+    from rwkvlite.compress import compress
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(RWKVLiteError, match="is a folder"):
+        compress(tmp_path / "no-such-model.pth", tmp_path / "out", "int8")  # the model is never read
+
+
 def test_the_runtime_refuses_token_ids_outside_the_vocabulary(small):
     from rwkvlite.runtime import Runtime
 

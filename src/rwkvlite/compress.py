@@ -21,12 +21,14 @@ from dataclasses import asdict
 from tqdm import tqdm
 
 from . import format as compressed
+from .errors import RWKVLiteError
 from .loaders import load_model
 from .passes import Context, QuantConfig, compress_model, config_for
 from .passes.calibrate import calibration_set, calibration_text
 from .passes.targets import value_columns
 from .recipes import parse, to_json
 from .tokenizer import tokenizer_for
+from .utils.files import output_file
 from .utils.paths import expand
 
 __all__ = ["compress", "quantize", "check_config", "calibration_set", "calibration_text", "QuantConfig"]
@@ -69,6 +71,7 @@ def compress(model_path, out, recipe="lite", calibration: str = "self", n_seq: i
              tokenizer: str | None = None, device=None, progress: bool = True) -> dict:
     """Run a recipe on a checkpoint and write one compressed file; returns the manifest's
     report: {"source", "recipe", "passes": [one report per step], "calibration", "file"}."""
+    output_file(out, RWKVLiteError)  # a folder is refused before any work, not after it
     steps = parse(recipe)  # every step checked before the model loads
     model = load_model(model_path, device=device)
     ctx = _context(model, model_path, calibration, n_seq, seq_len, tokenizer, device, progress)

@@ -30,6 +30,14 @@ def test_schema_matches_the_model(version, which):
     assert structured_shapes(cfg.to_dict(), structure) == expected
 
 
+def test_validation_knows_the_models_generations():
+    """format/validate.py keeps its own list (the format layer does not import the model)."""
+    from rwkvlite.format.validate import VERSIONS as FORMAT_VERSIONS
+    from rwkvlite.model.config import VERSIONS
+
+    assert FORMAT_VERSIONS == VERSIONS
+
+
 def test_schema_refuses_structures_the_model_lacks():
     cfg = CONFIGS["7"].to_dict()
     with pytest.raises(ValueError, match="does not have"):

@@ -6,10 +6,10 @@ The commands live by path: models.py (PyTorch path), lean.py (lean runtime), com
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..errors import RWKVLiteError
+from ..utils.files import output_file
 from .compressing import cmd_compress, cmd_quantize
 from .lean import cmd_bench, cmd_chat, cmd_run
 from .models import TASKS, cmd_demo, cmd_eval, cmd_generate, cmd_inspect, cmd_report, cmd_train
@@ -67,10 +67,8 @@ def _prompt(text: str) -> str:
 
 
 def _output(text: str) -> str:
-    """An output file's path, refused before any work if it names a folder."""
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give the output file's path")
-    return text
+    """An output file's path, refused by the parser if it names a folder (utils/files.py)."""
+    return output_file(text, argparse.ArgumentTypeError)
 
 
 def _add_threads(p) -> None:

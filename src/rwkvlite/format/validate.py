@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from .bits import row_bytes
+from .encodings import decode
 from .schema import structured_shapes
 
 VERSIONS = ("4", "5.0", "5.1", "5.2", "6", "7")
@@ -260,8 +261,6 @@ def contents(where: str, m: dict, arrays: dict) -> None:
             n = len(perm)
             if n and (perm.min() < 0 or perm.max() >= n or np.bincount(perm, minlength=n).max() != 1):
                 _fail(where, f"tensor '{name}': array perm is not a permutation of its {n} columns")
-    from .encodings import decode  # decoding a few ints: the cluster ids only
-
     for head, spec in ((m.get("structure") or {}).get("cluster_head") or {}).items():
         e = m["tensors"][f"{head}.cluster"]
         ids = decode(e, {role: arrays[key] for role, key in e["arrays"].items()})

@@ -108,25 +108,26 @@ class NativeStep:
         self._work, self._rows = work, rows
         self._bufs = (native.ptr(work), native.ptr(rows))
 
+    def _arguments(self, st_in, st_out, per_token: dict[str, int]) -> dict[str, int | None]:
+        """The kernel's arguments by name, in ARGS order: state read from st_in, written to st_out."""
+        ptr = native.ptr
+        values = {"args": self._args, "att_in": ptr(st_in.att), "att_out": ptr(st_out.att), "ffn_in": ptr(st_in.ffn),
+                  "ffn_out": ptr(st_out.ffn), "wkv_in": ptr(st_in.wkv), "wkv_out": ptr(st_out.wkv),
+                  "work": self._bufs[0], "rows": self._bufs[1], **per_token}
+        return {name: values[name] for name in self.ARGS}
+
     def prepare(self, st, per_token: dict[str, int]) -> Call:
         """The in-place C step of layer state st, x (and v_first) at the addresses given."""
-        att, ffn_, wkv = native.ptr(st.att), native.ptr(st.ffn), native.ptr(st.wkv)
-        values = {"args": self._args, "att_in": att, "att_out": att, "ffn_in": ffn_, "ffn_out": ffn_,
-                  "wkv_in": wkv, "wkv_out": wkv, "work": self._bufs[0], "rows": self._bufs[1], **per_token}
-        return Call(self.c, {name: values[name] for name in self.ARGS}, self.PER_TOKEN, self.ffn.count)
+        return Call(self.c, self._arguments(st, st, per_token), self.PER_TOKEN, self.ffn.count)
 
     def step_c(self, x, st, inplace: bool, **per_token) -> np.ndarray:
         """x after the C step; st gets the new state, in new arrays, or written over the old
         ones if inplace. per_token: pointers beyond x (RWKV-7's v_first)."""
-        ptr = native.ptr
         if self._bufs is None:
             self.use_workspace(np.empty(self.work_floats, np.float32), np.empty(self.ffn.key.rows, np.int32))
         x = np.array(x, np.float32)  # updated in place
         new = st if inplace else type(st)(*(np.empty_like(a) for a in (st.att, st.ffn, st.wkv)))
-        values = {"args": self._args, "x": ptr(x), "att_in": ptr(st.att), "att_out": ptr(new.att),
-                  "ffn_in": ptr(st.ffn), "ffn_out": ptr(new.ffn), "wkv_in": ptr(st.wkv), "wkv_out": ptr(new.wkv),
-                  "work": self._bufs[0], "rows": self._bufs[1], **per_token}
-        self.ffn.count(self.c(*(values[name] for name in self.ARGS)))
+        self.ffn.count(self.c(*self._arguments(st, new, {"x": native.ptr(x), **per_token}).values()))
         st.att, st.ffn, st.wkv = new.att, new.ffn, new.wkv
         return x
 

@@ -55,10 +55,7 @@ class Runtime:
         self.threads = self.kernels.threads
         self.w = Weights(path, verify, self.kernels)
         cfg = self.w.manifest["config"]
-        block = BLOCKS.get(str(cfg["version"]))
-        if block is None:
-            raise RWKVLiteError(f"{path}: the lean runtime runs RWKV-4, 5, 6 and 7 files; this is "
-                                f"RWKV-{cfg['version']} (use the PyTorch path: rwkvlite generate)")
+        block = BLOCKS[cfg["version"]]  # one of format/validate.py's VERSIONS, checked on reading
         self.config = cfg
         structure = self.w.manifest.get("structure") or {}
         self.blocks = [block(self.w, i, cfg, structure, self.kernels) for i in range(cfg["n_layer"])]
