@@ -27,7 +27,7 @@ VERSIONS = ("4", "5.0", "5.1", "5.2", "6", "7")
 MAX_DIM = 1 << 24  # rows, columns, vocabulary: far above any RWKV model, far below an overflow
 ROLES = {"dense": {"values"}, "sq": {"q", "scale", "zero"}, "vq": {"q", "codebook", "codebook_scale"}, "int": {"q"}}
 DENSE = {"float16": ("F16",), "bfloat16": ("BF16", "U16"), "float32": ("F32",)}
-VALUES, SQ = {"values"}, {"q", "scale", "zero"}
+VALUES, SQ, INT = {"values"}, {"q", "scale", "zero"}, {"q"}
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "bool")
 SQ_BITS, VQ_BITS, INT_BITS, VQ_DIMS = range(1, 9), range(1, 13), range(1, 17), (1, 2)
 
@@ -49,25 +49,34 @@ HEADER_KEYS = {"dtype", "shape", "data_offsets"}
 
 def header_entries(where: str, header: dict, st_dtypes: dict) -> None:
     """Each safetensors entry: a known dtype, a shape of non-negative ints, offsets whose span
-    holds exactly dtype x shape bytes. Checked over all entries at once (a load's budget is a
-    few microseconds an array); the entry at fault is found only when a check fails."""
+    holds exactly dtype x shape bytes. One pass over the entries, then one over their shapes'
+    numbers (a load's budget is about a microsecond an array); the entry at fault is found only
+    when a check fails."""
     itemsize = {name: np.dtype(t).itemsize for name, t in st_dtypes.items()}
-    infos = list(header.values())
-    try:
-        well_formed = all([type(i) is dict and i.keys() == HEADER_KEYS and type(i["shape"]) is list
-                           and len(i["shape"]) <= 4 and type(i["data_offsets"]) is list
-                           and len(i["data_offsets"]) == 2 for i in infos])
-        numbers = [x for i in infos for x in (*i["shape"], *i["data_offsets"])] if well_formed else [None]
-        well_formed = well_formed and {type(x) for x in numbers} <= {int} and (not numbers or (
-            min(numbers) >= 0 and max(numbers) < 1 << 50))
-        if well_formed and all([math.prod(i["shape"]) * itemsize[i["dtype"]] == i["data_offsets"][1] - i["data_offsets"][0]
-                                for i in infos]):
-            return
-    except (KeyError, TypeError):
-        pass
+    if _entries_well_formed(header.values(), itemsize):
+        return
     for key, info in header.items():  # which entry, and why
         _header_entry(where, key, info, itemsize)
     _fail(where, "malformed header")  # (not reached: some entry above fails)
+
+
+def _entries_well_formed(infos, itemsize: dict) -> bool:
+    try:
+        for i in infos:
+            if type(i) is not dict or len(i) != 3:
+                return False
+            shape, offsets = i["shape"], i["data_offsets"]
+            if type(shape) is not list or len(shape) > 4 or type(offsets) is not list or len(offsets) != 2:
+                return False
+            a, b = offsets
+            if type(a) is not int or type(b) is not int or not 0 <= a <= b < 1 << 50:
+                return False
+            if b - a != itemsize[i["dtype"]] * math.prod(shape):
+                return False
+        numbers = [n for i in infos for n in i["shape"]]
+    except (KeyError, TypeError):
+        return False
+    return set(map(type, numbers)) <= {int} and (not numbers or (min(numbers) >= 0 and max(numbers) < 1 << 40))
 
 
 def _header_entry(where: str, key: str, info, itemsize: dict) -> None:
@@ -236,18 +245,19 @@ def manifest(where: str, m, header: dict) -> None:
         _fail(where, f"tensor '{name}' is {'missing' if missing else 'not part of'} an RWKV-{m['config']['version']} "
                      f"model of this config ({len(missing)} missing, {len(extra)} unexpected)")
     for name, e in tensors.items():
-        if not (_plain_dense(e, shapes[name], header) or _plain_sq(e, shapes[name], header)):
+        enc = e.get("enc") if type(e) is dict else None
+        plain = PLAIN.get(enc) if type(enc) is str else None
+        if plain is None or not plain(name, e, shapes[name], header):
             _entry(where, name, e, shapes[name], header)
 
 
-def _plain_dense(e, shape: tuple, header: dict) -> bool:
+def _plain_dense(name: str, e: dict, shape: tuple, header: dict) -> bool:
     """The common entry (a dense, untransposed tensor whose array is exactly its values) in a few
-    operations; False sends any other entry through _entry's checks, which name what is wrong.
-    repr compares values and types at once: [64.0] or [True] is not [64]."""
-    if type(e) is not dict or e.get("enc") != "dense" or "transposed" in e:
+    operations; False sends any other entry through _entry's checks, which name what is wrong."""
+    if "transposed" in e:
         return False
     arrays, stored = e.get("arrays"), list(shape)
-    if type(arrays) is not dict or arrays.keys() != VALUES or repr(e.get("shape")) != repr(stored):
+    if type(arrays) is not dict or arrays.keys() != VALUES or not _is_shape(e.get("shape"), stored):
         return False
     info = header.get(arrays["values"]) if type(arrays["values"]) is str else None
     return info is not None and info["dtype"] in DENSE.get(e.get("dtype"), ()) and info["shape"] == (stored or [1])
@@ -270,21 +280,53 @@ def contents(where: str, m: dict, arrays: dict) -> None:
             _fail(where, f"tensor '{head}.cluster': a cluster without tokens")
 
 
-def _plain_sq(e, shape: tuple, header: dict) -> bool:
-    """The common scalar-coded matrix (untransposed, no permutation) in a few operations, as
-    _plain_dense; False sends it through _entry's checks."""
-    if type(e) is not dict or e.get("enc") != "sq" or "transposed" in e or len(shape) != 2:
+def _plain_sq(name: str, e: dict, shape: tuple, header: dict) -> bool:
+    """The common scalar-coded matrix (no permutation; transposed only as an FFN value matrix)
+    in a few operations, as _plain_dense; False sends it through _entry's checks."""
+    transposed = e.get("transposed", False)
+    if len(shape) != 2 or (transposed is True and not name.endswith(".ffn.value.weight")):
+        return False
+    if transposed is True:
+        shape = shape[::-1]  # the arrays hold W^T
+    elif transposed is not False:
         return False
     arrays, bits, group, groups = e.get("arrays"), e.get("bits"), e.get("group_size"), e.get("groups")
     if (type(arrays) is not dict or arrays.keys() != SQ or type(bits) is not int or type(group) is not int
-            or type(groups) is not int or not 1 <= bits <= 8 or not 1 <= group <= MAX_DIM or repr(e.get("shape")) != repr(list(shape))):
+            or type(groups) is not int or not 1 <= bits <= 8 or not 1 <= group <= MAX_DIM
+            or not _is_shape(e.get("shape"), shape)):
         return False
     rows, cols = shape
+    row, group_row = (cols * bits + 7) >> 3, (groups * bits + 7) >> 3  # bits.row_bytes, inline: a call per entry counts here
     try:
         q, scale, zero = header.get(arrays["q"]), header.get(arrays["scale"]), header.get(arrays["zero"])
     except TypeError:  # an array name that is not a string
         return False
     return (groups == -(-cols // group) and q is not None and scale is not None and zero is not None
-            and q["dtype"] == "U8" and q["shape"] == [rows, row_bytes(cols, bits)]
+            and q["dtype"] == "U8" and q["shape"] == [rows, row]
             and scale["dtype"] == "F16" and scale["shape"] == [rows, groups]
-            and zero["dtype"] == "U8" and zero["shape"] == [rows, row_bytes(groups, bits)])
+            and zero["dtype"] == "U8" and zero["shape"] == [rows, group_row])
+
+
+def _plain_int(name: str, e: dict, shape: tuple, header: dict) -> bool:
+    """Packed integers (cluster ids, the predictors' sign copies) in a few operations, as _plain_dense."""
+    arrays, bits, step, offset = e.get("arrays"), e.get("bits"), e.get("step"), e.get("offset")
+    if ("transposed" in e or type(arrays) is not dict or arrays.keys() != INT or type(bits) is not int
+            or type(step) is not int or type(offset) is not int or not 1 <= bits <= 16 or not 1 <= step < 1 << 16
+            or not -(1 << 32) <= offset < 1 << 32 or e.get("dtype") not in INT_DTYPES
+            or not _is_shape(e.get("shape"), shape)):
+        return False
+    q = header.get(arrays["q"]) if type(arrays["q"]) is str else None
+    return q is not None and q["dtype"] == "U8" and q["shape"] == [1, row_bytes(math.prod(shape), bits)]
+
+
+def _is_shape(value, shape) -> bool:
+    """value is a list of exactly shape's ints ([64.0] or [True] is not [64])."""
+    if type(value) is not list or len(value) != len(shape):
+        return False
+    for v, n in zip(value, shape):
+        if type(v) is not int or v != n:
+            return False
+    return True
+
+
+PLAIN = {"dense": _plain_dense, "sq": _plain_sq, "int": _plain_int}
