@@ -48,7 +48,7 @@ def rebuild_kernels(monkeypatch) -> None:
 
 
 def use_kernels(kind: str, monkeypatch) -> None:
-    """Runtimes made from here on use the C kernels ("c", "c-int16x") or numpy ("numpy");
+    """Runtimes made from here on use the C kernels ("c", "c-fast") or numpy ("numpy");
     skips when the C kernels are asked for and there is no compiler."""
     import pytest
 

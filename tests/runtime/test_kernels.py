@@ -5,6 +5,7 @@ import pytest
 from rwkvlite.format.encodings import decode, encode_dense, encode_sq, encode_vq
 from rwkvlite.runtime.matrix import matrix
 from rwkvlite.runtime.rwkv7 import time_mix
+from rwkvlite.runtime.fast import round_x, rounds_x
 from rwkvlite.runtime.native import Kernels, Settings, ptr
 
 pytestmark = pytest.mark.skipif(Kernels().lib is None, reason="no C compiler")
@@ -13,6 +14,11 @@ pytestmark = pytest.mark.skipif(Kernels().lib is None, reason="no C compiler")
 def kernels(exact=False, threads=None):
     """The kernels with every threaded path taken however small the call (parallel_min 0)."""
     return Kernels(Settings(threads=threads, exact=exact, parallel_min=0))
+
+
+def seen_x(k, entry, x):
+    """x as a fast-mode product with this matrix sees it: rounded to int8 (runtime/fast.py) where it is."""
+    return round_x(x) if k.int8_x and rounds_x(entry) else x
 
 
 def sq_matrix(rng, rows, cols, bits, group):
@@ -43,7 +49,7 @@ CASES += [("vq", 6, 2688, 256), ("vq", 6, 672, 256), ("vq", 6, 264, 256)]
 CASES += [("vq", bits, 512, 256) for bits in (3, 4, 5)]  # fewer than 6 bits: the 64-entry tables repeat the centroids
 
 
-@pytest.fixture(params=["exact", "int16x"])
+@pytest.fixture(params=["exact", "fast"])
 def mode(request):
     return request.param
 
@@ -68,14 +74,16 @@ def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode, k):
     m = matrix(entry, arrays, k)
     x = rng.standard_normal(cols).astype(np.float32)
     scale = np.abs(W).sum(1).max() * np.abs(x).max()
-    # int16x: x is rounded to 2^-15 of its group's largest value
-    tol = 1e-5 if mode == "exact" or kind != "sq" else 1e-4
-    np.testing.assert_allclose(m.mv(x), W @ x, atol=tol * scale)
+    # fast: x rounded to int8 per 32 columns (runtime/fast.py), which the product is exact for;
+    # or to int16 per group, 2^-15 of its group's largest value
+    xr = seen_x(k, entry, x)
+    tol = 1e-5 if mode == "exact" or kind != "sq" or xr is not x else 1e-4
+    np.testing.assert_allclose(m.mv(x), W @ xr, atol=tol * scale)
     rows_sub = np.array([36, 0, 5, 5, 17], np.int32)
-    np.testing.assert_allclose(m.mv(x, rows_sub), W[rows_sub] @ x, atol=tol * scale)
+    np.testing.assert_allclose(m.mv(x, rows_sub), W[rows_sub] @ xr, atol=tol * scale)
     # longer than the matrix: the last row first, every row once, then 20 repeats (16-row blocks and the rest)
     rows_long = np.concatenate([[rows - 1], rng.permutation(rows - 1), rng.integers(0, rows, 20)]).astype(np.int32)
-    np.testing.assert_allclose(m.mv(x, rows_long), W[rows_long] @ x, atol=tol * scale)
+    np.testing.assert_allclose(m.mv(x, rows_long), W[rows_long] @ xr, atol=tol * scale)
     a = rng.standard_normal(len(rows_sub)).astype(np.float32)
     y = rng.standard_normal(cols).astype(np.float32)
     expect = y + a @ W[rows_sub]
@@ -114,10 +122,11 @@ def test_sq_group_sums_do_not_overflow(bits, group, k):
 def test_row_lists_longer_than_the_matrix_and_mismatched_coefficients():
     rng = np.random.default_rng(3)
     entry, arrays = sq_matrix(rng, 4, 64, 4, 32)
-    m, W = matrix(entry, arrays, kernels()), decode(entry, arrays).astype(np.float64)
+    k = kernels()
+    m, W = matrix(entry, arrays, k), decode(entry, arrays).astype(np.float64)
     x = rng.standard_normal(64).astype(np.float32)
     rows = np.array([0, 1, 2, 3] * 3, np.int32)  # repeats: more results than the matrix has rows
-    np.testing.assert_allclose(m.mv(x, rows), W[rows] @ x, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(m.mv(x, rows), W[rows] @ seen_x(k, entry, x), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError):
         m.rmv(np.ones(3, np.float32), rows)
 
@@ -148,9 +157,11 @@ def test_threads_split_the_work_without_changing_it(n_threads):
     got_f16 = np.ones(1000, np.float32)
     f16.axpy(a[:200], got_f16)
     W = decode(entry, arrays).astype(np.float64)
-    np.testing.assert_allclose(got, W @ x, rtol=1e-4, atol=1e-4 * np.abs(W @ x).max())
+    want = W @ seen_x(k, entry, x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
     Ws = decode(short_entry, short_arrays).astype(np.float64)
-    np.testing.assert_allclose(got_short, Ws @ x[:96], rtol=1e-4, atol=1e-4 * np.abs(Ws @ x[:96]).max())
+    want = Ws @ seen_x(k, short_entry, x[:96])
+    np.testing.assert_allclose(got_short, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
     Wl = decode(lora_entry, lora_arrays).astype(np.float64)
     for got, want in ((got_lora, 1 + a @ Wl), (got_lora_sub, 1 + a[:700] @ Wl[sub])):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rwkvlite.eval import fast_mode
 from rwkvlite.loaders import load_model, save_model
 from rwkvlite.recipes import compress
 from rwkvlite.runtime import LayerState, Runtime, native
@@ -17,21 +18,45 @@ from ..conftest import run_cli, shared
 from .files import CASES, CASES4, OTHER, RECIPES, TEXT, compressed, use_kernels
 
 
+TOKENS = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111]
+
+
+def logits_of(model, tokens):
+    state, out = None, []
+    for t in tokens:
+        with torch.no_grad():
+            y, state = model(torch.tensor([[t]]), state)
+        out.append(y[0, -1].double().numpy())
+    return np.array(out)
+
+
+def mean_kl(p_logits, q_logits) -> float:
+    p = torch.log_softmax(torch.from_numpy(p_logits).double(), -1)
+    q = torch.log_softmax(torch.from_numpy(np.asarray(q_logits, np.float64)), -1)
+    return float((p.exp() * (p - q)).sum(-1).mean())
+
+
 @pytest.mark.parametrize("version,recipe", CASES + CASES4)
-@pytest.mark.parametrize("kernels", ["c", "c-int16x", "numpy"])
+@pytest.mark.parametrize("kernels", ["c", "c-fast", "numpy"])
 def test_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kernels, monkeypatch):
+    """The exact mode and numpy within 1e-3 of the evaluation path. The fast mode against the
+    evaluation path reproducing its arithmetic (eval/fast_mode.py): within 1e-3 where the build
+    rounds x to int16 only; with int8 x, ten times closer in KL than to the exact path (an x
+    within float noise of a rounding boundary may round the other way on one side, so equality
+    step by step is not the contract)."""
     out = compressed(sources(version), recipe)
     use_kernels(kernels, monkeypatch)
-    # float x: within 1e-3; the int16-x fast path (8/4-bit) rounds x to 2^-15 of its group's max
-    tol = 3e-3 if kernels == "c-int16x" else 1e-3
     model, rt = load_model(out), Runtime(out, exact=kernels == "c")
     assert rt.config["version"] == version
-    state, ref_state = None, None
-    for t in [1, 72, 101, 108, 108, 111, 44, 32, 119, 111]:
-        with torch.no_grad():
-            ref, ref_state = model(torch.tensor([[t]]), ref_state)
-        got, state = rt.step(t, state)
-        np.testing.assert_allclose(got, ref[0, -1].numpy(), atol=tol, rtol=tol)
+    state, got = None, []
+    for t in TOKENS:
+        y, state = rt.step(t, state)
+        got.append(y)
+    if kernels == "c-fast" and rt.kernels.int8_x and fast_mode.emulate(model, out):
+        exact = logits_of(load_model(out), TOKENS)
+        assert mean_kl(logits_of(model, TOKENS), got) <= 0.1 * mean_kl(exact, got) + 1e-9
+    else:
+        np.testing.assert_allclose(np.array(got), logits_of(model, TOKENS), atol=1e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize("tag,kind", [("4v0-660K", "FP32"), ("5v2-730K", "FP32"), ("6v0-3m", "Q5_1"),

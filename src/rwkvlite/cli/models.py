@@ -118,6 +118,13 @@ def cmd_eval(args) -> None:
     from ..tokenizer import tokenizer_for
 
     model = load_model(args.model, device=args.device)
+    if args.fast:
+        from ..eval import fast_mode
+        from ..format import is_compressed
+
+        if not is_compressed(args.model):
+            raise RWKVLiteError(f"{args.model}: --fast reproduces the lean runtime, which runs compressed files only")
+        fast_mode.emulate(model, args.model)
     tok = tokenizer_for(model.config, args.tokenizer)
     records = []
     for task in args.tasks:

@@ -33,12 +33,14 @@ class LowRankLinear(nn.Module):
         self.w2 = nn.Parameter(torch.zeros(out_features, rank))
         if variant == "relu" and in_features == out_features:
             self.diag = nn.Parameter(torch.zeros(in_features))
+        # what each factor multiplies, as it multiplies it (eval/fast_mode.py attaches the lean runtime's rounding here)
+        self.w1_input, self.w2_input = nn.Identity(), nn.Identity()
 
     def forward(self, x):
-        h = x @ self.w1.T
+        h = self.w1_input(x) @ self.w1.T
         if self.variant == "relu":
             h = torch.relu(h) ** 2
-        y = h @ self.w2.T
+        y = self.w2_input(h) @ self.w2.T
         return y + x * self.diag if hasattr(self, "diag") else y
 
     @classmethod
@@ -70,6 +72,7 @@ class PredictedKey(nn.Module):
         self.register_buffer("threshold", torch.tensor(0.7))
         self.register_buffer("keep", torch.tensor(1.0))  # 1 - p: share the quantised copy marks active
         self.enabled = True  # False: the dense key (every neuron computed)
+        self.weight_input = nn.Identity()  # x as W_k multiplies it (as LowRankLinear's)
 
     def mlp_says(self, x):
         return torch.sigmoid(self.mlp2(torch.relu(self.mlp1(x)))) > self.threshold
@@ -91,7 +94,7 @@ class PredictedKey(nn.Module):
         return self.mlp_says(x) | self.quant_says(x, keep)
 
     def forward(self, x):
-        y = x @ self.weight.T
+        y = self.weight_input(x) @ self.weight.T
         return y * self.active(x) if self.enabled else y
 
 
@@ -109,6 +112,7 @@ class ClusteredHead(nn.Module):
         self.scorer = nn.Linear(n_embd, n_clusters)
         self.register_buffer("cluster", torch.zeros(vocab_size, dtype=torch.long))
         self.p, self.min_clusters, self.max_clusters = p, min_clusters, max_clusters
+        self.weight_input = nn.Identity()  # h as the head multiplies it (as LowRankLinear's)
 
     @property
     def n_clusters(self) -> int:
@@ -138,10 +142,10 @@ class ClusteredHead(nn.Module):
         chosen = self.chosen(s)
         sizes = self.cluster_sizes().to(s)
         if bool(chosen.all()):
-            out = torch.log_softmax((h @ self.weight.T).float(), -1)
+            out = torch.log_softmax((self.weight_input(h) @ self.weight.T).float(), -1)
         else:
             in_s = chosen[:, self.cluster]  # [N, V]: token's cluster is chosen
-            logits = (h @ self.weight.T).float().masked_fill(~in_s, float("-inf"))
+            logits = (self.weight_input(h) @ self.weight.T).float().masked_fill(~in_s, float("-inf"))
             s_chosen = (s * chosen).sum(-1, keepdim=True)
             shared = torch.log(s / sizes)[:, self.cluster]  # log(s_k / n_k) per token
             out = torch.where(in_s, torch.log_softmax(logits, -1) + torch.log(s_chosen), shared)

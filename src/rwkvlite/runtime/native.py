@@ -130,16 +130,20 @@ SIGNATURES = {  # name: (argument types, result type)
     "default_threads": ([], INT),
     "rwkvlite_sizeof": ([ctypes.c_char_p], I64),
     "rwkvlite_offsetof": ([ctypes.c_char_p, ctypes.c_char_p], I64),
+    "rwkvlite_tiers": ([], I64),
 }
+TIER_INT8_X = 4  # kernels.h: the fast mode's int8 x (q8.c)
 TAKES_SETTINGS = frozenset(name for name, (args, _) in SIGNATURES.items() if args[:1] == [S])
-ABI = 6  # runtime/c/threads.c's rwkvlite_abi, which these structs and signatures describe
+ABI = 7  # runtime/c/threads.c's rwkvlite_abi, which these structs and signatures describe
 
 
 @dataclass(frozen=True)
 class Settings:
     """How the C kernels run. threads: None = RWKVLITE_THREADS, else one per core.
-    exact: float32 activations in every kernel (the reference) instead of the fast mode
-    (x rounded to int16 per group on the integer paths: relative error 2^-15).
+    exact: float32 activations in every kernel (the reference) instead of the fast mode (x
+    rounded to integers on the integer paths: to int8 per 32 columns for scalar codes where
+    the build has the int8 tier, runtime/fast.py; elsewhere to int16 per group, relative
+    error 2^-15).
     parallel_min: a call with fewer multiply-adds runs on one thread (0 in tests)."""
 
     threads: int | None = None
@@ -251,6 +255,12 @@ class Kernels:
             f = getattr(self.lib, name)
             self._fns[name] = functools.partial(f, self._c) if name in TAKES_SETTINGS else f
         return self._fns[name]
+
+    @property
+    def int8_x(self) -> bool:
+        """Whether fast-mode scalar-code products round x to int8 (runtime/fast.py) in this build."""
+        return (self.lib is not None and not self.settings.exact and hasattr(self.lib, "rwkvlite_tiers")
+                and bool(self.lib.rwkvlite_tiers() & TIER_INT8_X))
 
     @property
     def threads(self) -> int:

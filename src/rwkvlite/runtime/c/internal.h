@@ -95,6 +95,12 @@ HIDDEN int64_t gated_channel_mix(const settings_t *s, const ffn_t *f, const line
                                  const float *ln2b, const float *shift, int64_t C, float *x, const float *ffn,
                                  float *ffn_out, float *work, float *h, int32_t *rows);
 
+/* mv_sq's int8-x tier (q8.c): false, computing nothing, where it does not apply (exact mode,
+ * a build without AVX-512 VBMI and VNNI, groups neither 32 nor a multiple of 64) */
+HIDDEN int mv_sq_q8(const settings_t *s, const uint8_t *Q, int64_t qstride, int64_t qbytes, const f16 *S,
+                    const uint8_t *Z, int64_t zstride, int bits, int64_t group, int64_t cols, const float *x, float *y,
+                    const int32_t *rows, int64_t n);
+
 /* Defence in depth: the format layer validates every file before a kernel runs, but a kernel
  * still never divides by, shifts by or sizes a table from an argument outside what it was
  * written for. Such a call computes nothing: mv leaves y as zeros, axpy leaves y as it was. */

@@ -11,7 +11,7 @@ typedef _Float16 f16;
 /* How the kernels run (runtime/native.py, Settings); passed to every call that depends on it */
 typedef struct {
     int64_t threads;       /* OpenMP threads of a parallel region; <= 0: default_threads() */
-    int64_t exact;         /* 1: float32 x in every kernel; 0: x rounded to int16 per group on the integer paths */
+    int64_t exact;         /* 1: float32 x in every kernel; 0: x rounded to integers on the integer paths */
     int64_t parallel_min;  /* a call with fewer multiply-adds runs on one thread (thread start-up costs about as
                               much as ~64K multiply-adds; 0 in the tests, to take the threaded paths) */
 } settings_t;
@@ -92,6 +92,11 @@ typedef struct {
 /* The version of this interface, read by bench/runtime_ab.py before it runs two builds under
  * one Python: raised whenever a struct's layout or an exported function's arguments change. */
 extern const int64_t rwkvlite_abi;
+/* The SIMD tiers this build has, as bits (runtime/native.py, Kernels.tiers). TIER_INT8_X: the fast
+ * mode rounds x to int8 per 32 columns for scalar codes in groups of 32 or of multiples of 64
+ * (q8.c; runtime/fast.py is its reference), where other builds round x to int16 per group. */
+enum { TIER_AVX2 = 1, TIER_AVX512 = 2, TIER_INT8_X = 4 };
+int64_t rwkvlite_tiers(void);
 int64_t rwkvlite_sizeof(const char *type);                     /* -1: no such struct */
 int64_t rwkvlite_offsetof(const char *type, const char *field);  /* -1: no such field */
 int default_threads(void);                                     /* OpenMP's default team size (1 without it) */

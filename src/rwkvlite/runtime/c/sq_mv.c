@@ -114,23 +114,6 @@ static ALWAYS_INLINE __m512i group_dot(const uint8_t *q, const int16_t *xq, int6
     return _mm512_add_epi32(a, b);
 }
 
-/* one row's coef_g = scale_g xs_g (into coef) and minus its zero term, -sum_g coef_g zero_g
- * xqsum_g, as 16 lanes still to be summed (row_int512 adds them to its products' lanes),
- * 16 groups per vector; masked loads read nothing past the row's scales and zeros (the zeros
- * of 16 groups span 2 bits bytes) */
-static inline __m512 zero_term16(const f16 *scale, const uint8_t *z, const float *xs, const float *xqsum, int64_t ngroups,
-                                int bits, const unpacker *u, float *coef) {
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t g0 = 0; g0 < ngroups; g0 += 16) {
-        const int64_t k = MIN(16, ngroups - g0);
-        const __mmask16 gm = (__mmask16)((1u << k) - 1);
-        __m512 c = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, scale + g0)), _mm512_maskz_loadu_ps(gm, xs + g0));
-        acc = _mm512_fnmadd_ps(_mm512_mul_ps(c, zeros16(z, g0, k, bits, u)), _mm512_maskz_loadu_ps(gm, xqsum + g0), acc);
-        _mm512_mask_storeu_ps(coef + g0, gm, c);
-    }
-    return acc;
-}
-
 /* sum_g coef_g (q_g . xq_g) over one row, plus the lanes of `start`, as 16 lanes still to be
  * summed (mv_sq sums 16 rows' at once); the last group may be shorter (cols: whole chunks).
  * 2-4-bit codes in the masked layout (m; xq permuted). */
@@ -170,15 +153,6 @@ static ALWAYS_INLINE __m512 row_int512(const uint8_t *q, const float *coef, cons
                                _mm512_set1_ps(coef[g]), even);
     even = _mm512_add_ps(even, odd);
     return masked ? _mm512_fmadd_ps(even, m->lane_scale, start) : even;
-}
-
-/* y[at[r]] = the sum of v[r]'s lanes, r < k <= 16 (v[k..16) are overwritten): one transposing
- * sum for 16 rows instead of a reduction each */
-static inline void sum_rows16(__m512 v[16], const int64_t *at, int k, float *y) {
-    float s[16];
-    for (int r = k; r < 16; r++) v[r] = _mm512_setzero_ps();
-    _mm512_storeu_ps(s, sum16x16_ps(v));
-    for (int r = 0; r < k; r++) y[at[r]] = s[r];
 }
 
 /* 16 short rows (a few groups: LoRA-like and predictor factors, low-rank w2) at once: a row
@@ -450,6 +424,7 @@ void mv_sq(const settings_t *s, const uint8_t *Q, int64_t qstride, int64_t qbyte
         zero_rows(y, n);
         return;
     }
+    if (mv_sq_q8(s, Q, qstride, qbytes, S, Z, zstride, bits, group, cols, x, y, rows, n)) return;
     const int64_t ngroups = (cols + group - 1) / group;
     sq_mv_t k = {.Q = Q, .Z = Z, .S = S, .qstride = qstride, .qbytes = qbytes, .zstride = zstride, .group = group,
                  .cols = cols, .ngroups = ngroups, .bits = bits, .x = x, .rows = rows, .y = y};

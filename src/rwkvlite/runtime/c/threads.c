@@ -2,8 +2,23 @@
 #include "internal.h"
 
 /* 6: the settings (threads, exact mode, parallel_min) passed to every kernel as a settings_t
- * instead of library globals; block structs in kernels.h; rwkvlite_sizeof and rwkvlite_offsetof */
-const int64_t rwkvlite_abi = 6;
+ * instead of library globals; block structs in kernels.h; rwkvlite_sizeof and rwkvlite_offsetof.
+ * 7: rwkvlite_tiers; the fast mode's int8 x (q8.c) */
+const int64_t rwkvlite_abi = 7;
+
+int64_t rwkvlite_tiers(void) {
+    int64_t t = 0;
+#ifdef HAVE_AVX2
+    t |= TIER_AVX2;
+#endif
+#ifdef HAVE_PERMW
+    t |= TIER_AVX512;
+#endif
+#ifdef HAVE_Q8
+    t |= TIER_INT8_X;
+#endif
+    return t;
+}
 
 #ifdef _OPENMP
 /* A kernel called inside a parallel region (a block's projection tasks) runs on its caller's

@@ -20,6 +20,9 @@
 #define DOT16X(acc, a, b) _mm512_add_epi32(acc, _mm512_madd_epi16(a, b))
 #endif
 #endif
+#if defined(HAVE_PERMW) && defined(__AVX512VBMI__) && defined(__AVX512VNNI__)
+#define HAVE_Q8 1  /* the fast mode's int8 x (q8.c): vpermb and vpmultishiftqb unpack codes, vpdpbusd multiplies */
+#endif
 #endif  /* the tiers */
 
 #ifdef HAVE_AVX2
@@ -209,6 +212,32 @@ static inline __m512 sum16x16_ps(const __m512 v[16]) {
     __m512 x1 = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xdd));
     return _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, 0x88), _mm512_shuffle_f32x4(x0, x1, 0xdd));
 }
+/* one row's coef_g = scale_g xs_g (into coef) and minus its zero term, -sum_g coef_g zero_g
+ * xqsum_g, as 16 lanes still to be summed (row_int512 adds them to its products' lanes),
+ * 16 groups per vector; masked loads read nothing past the row's scales and zeros (the zeros
+ * of 16 groups span 2 bits bytes) */
+MAY_BE_UNUSED static inline __m512 zero_term16(const f16 *scale, const uint8_t *z, const float *xs, const float *xqsum, int64_t ngroups,
+                                int bits, const unpacker *u, float *coef) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < ngroups; g0 += 16) {
+        const int64_t k = MIN(16, ngroups - g0);
+        const __mmask16 gm = (__mmask16)((1u << k) - 1);
+        __m512 c = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(gm, scale + g0)), _mm512_maskz_loadu_ps(gm, xs + g0));
+        acc = _mm512_fnmadd_ps(_mm512_mul_ps(c, zeros16(z, g0, k, bits, u)), _mm512_maskz_loadu_ps(gm, xqsum + g0), acc);
+        _mm512_mask_storeu_ps(coef + g0, gm, c);
+    }
+    return acc;
+}
+
+/* y[at[r]] = the sum of v[r]'s lanes, r < k <= 16 (v[k..16) are overwritten): one transposing
+ * sum for 16 rows instead of a reduction each */
+MAY_BE_UNUSED static inline void sum_rows16(__m512 v[16], const int64_t *at, int k, float *y) {
+    float s[16];
+    for (int r = k; r < 16; r++) v[r] = _mm512_setzero_ps();
+    _mm512_storeu_ps(s, sum16x16_ps(v));
+    for (int r = 0; r < k; r++) y[at[r]] = s[r];
+}
+
 #endif  /* HAVE_PERMW */
 #endif  /* HAVE_AVX2 */
 #endif
