@@ -12,7 +12,8 @@ from ..utils.files import regular_file
 from .models import _fmt_bytes, _stream, inspect_checkpoint, print_summary
 
 # The bundled demo: a small byte-level RWKV-7 (`rwkvlite train --config configs/demo.json`),
-# compressed by scripts/make_demo.py from the checkpoint beside it.
+# compressed by scripts/make_demo.py from its checkpoint (assets/demo.safetensors in the repository,
+# not in the wheel).
 DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo.rwkvlite")
 
 
