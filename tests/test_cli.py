@@ -2,7 +2,7 @@ import json
 import os
 import re
 
-from rwkvlite.model.inspect import group_of
+from rwkvlite.groups import group_of
 
 from .conftest import make_model, shared, run_cli
 

@@ -1,5 +1,6 @@
 """Files that pass their checksums but lie: each refused with one line and exit status 2, by the lean
-runtime (`rwkvlite run`) and, for a sample, the evaluation path (`rwkvlite inspect`)."""
+runtime (`rwkvlite run`) and, for a sample, the evaluation path (`rwkvlite generate`: the file
+decoded into the PyTorch model)."""
 import struct
 
 import numpy as np
@@ -150,7 +151,7 @@ def test_a_lying_file_is_refused_by_the_evaluation_path(files, tmp_path, lie):
     version, recipe, edit, word = LIES[lie]
     out = tmp_path / "lie.rwkvlite"
     rewrite(files(version, recipe), out, edit)
-    assert_one_line_error(run_cli("inspect", out), word)
+    assert_one_line_error(run_cli("generate", out, "--prompt", "In", "--max-tokens", "1", "--tokenizer", "bytes"), word)
 
 
 @pytest.mark.parametrize("version,recipe", [("7", "int8"), ("7", "rwkvquant"), ("7", "lite-int4"), ("5.2", "int8")])

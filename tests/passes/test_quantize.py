@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rwkvlite.model.inspect import group_of
+from rwkvlite.groups import group_of
 from rwkvlite.passes.calibrate import self_generated_tokens
 from rwkvlite.passes.gptq import rtn
 from rwkvlite.passes.grids import VectorGrid

@@ -57,6 +57,19 @@ def test_one_bench_for_both_paths(source):
     assert lean["prompt_tokens"] == torch_path["prompt_tokens"] == 3 and torch_path["decode_tokens_per_s"] > 0
 
 
+@pytest.mark.parametrize("version,recipe", [("7", "int8"), ("7", "rwkvquant-3"), ("7", "lite-int4"), ("4", "int8")])
+def test_inspect_reads_a_compressed_file_as_the_model_it_decodes_to(sources, version, recipe):
+    """`rwkvlite inspect` of a compressed file reads its manifest (format.summary, no PyTorch)
+    and gives what model/inspect.py gives of the decoded model: config, counts, shapes, source."""
+    from rwkvlite.format import summary
+    from rwkvlite.loaders import load_model
+    from rwkvlite.model.inspect import summary as model_summary
+
+    path = compressed(sources(version), recipe)
+    model = load_model(path, dtype=None)
+    assert summary(path) == {**model_summary(model), "source": model.source}
+
+
 def test_runtime_refuses_damaged_and_foreign_files(source, tmp_path):
     folder, path, _ = source
     r = run_cli("run", path, "--prompt", "x")  # a plain checkpoint, not a compressed file

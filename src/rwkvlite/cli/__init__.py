@@ -2,17 +2,20 @@
 
 Any RWKVLiteError becomes one line on stderr and exit status 2; so does a bad option (argparse).
 The commands live by path: models.py (PyTorch path), lean.py (lean runtime), compressing.py.
+A command that needs what the runtime-only install lacks (PyTorch) says so in one line, with the
+install that brings it, exit status 2 (_missing below).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
 from ..errors import RWKVLiteError
 from ..utils.files import output_file
 from .compressing import cmd_compress, cmd_quantize
-from .lean import cmd_bench, cmd_chat, cmd_run
-from .models import TASKS, cmd_demo, cmd_eval, cmd_generate, cmd_inspect, cmd_report, cmd_train
+from .lean import cmd_bench, cmd_chat, cmd_demo, cmd_inspect, cmd_run
+from .models import TASKS, cmd_eval, cmd_generate, cmd_report, cmd_train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -177,11 +180,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(p)
     _add_threads(p)
     p.set_defaults(func=cmd_chat)
-    p = sub.add_parser("demo", help="inspect and run the default model (no arguments needed)")
+    p = sub.add_parser("demo", help="inspect and run the bundled demo model (no arguments needed)")
     p.add_argument("--prompt", default="\nROMEO:", type=_prompt)
     _add_sampling(p)
+    _add_threads(p)
     p.set_defaults(func=cmd_demo, seed=0)
     return parser
+
+
+# Modules the runtime-only install (`pip install rwkvlite`) lacks, and the install that brings
+# each (pyproject.toml's extras). PyTorch comes first: a command that needs any of the
+# "compress" extra needs it, whichever of them it happened to import first.
+EXTRAS = {"torch": "rwkvlite[compress]", "safetensors": "rwkvlite[compress]", "tqdm": "rwkvlite[compress]",
+          "tokenizers": "tokenizers"}
+
+
+def _missing(command: str, error: ModuleNotFoundError) -> str | None:
+    """The one line for a command that imported a module this install lacks; None for a module
+    that no install of rwkvlite leaves out (a real fault, left to its traceback).
+
+    >>> _missing("eval", ModuleNotFoundError(name="tqdm.auto"))  # doctest: +SKIP
+    'rwkvlite eval needs PyTorch: pip install "rwkvlite[compress]"'
+    """
+    module = (error.name or "").partition(".")[0]
+    if module not in EXTRAS:
+        return None
+    if EXTRAS[module] == EXTRAS["torch"] and importlib.util.find_spec("torch") is None:
+        module = "torch"
+    what = "PyTorch" if module == "torch" else module
+    return f'rwkvlite {command} needs {what}: pip install "{EXTRAS[module]}"'
 
 
 def main(argv=None) -> int:
@@ -190,6 +217,12 @@ def main(argv=None) -> int:
         args.func(args)
     except RWKVLiteError as e:
         print(f"rwkvlite: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        line = _missing(args.command, e)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nrwkvlite: interrupted", file=sys.stderr)

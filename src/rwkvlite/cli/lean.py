@@ -1,26 +1,85 @@
-"""`rwkvlite run`, `chat` and `bench`: compressed files through the lean runtime, no PyTorch imported."""
+"""`rwkvlite run`, `chat`, `bench`, `inspect` and `demo`: compressed files through the lean
+runtime and the format's manifest, no PyTorch imported (the runtime-only install runs them).
+`bench` and `inspect` hand a checkpoint to the PyTorch path (models.py)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-from .models import _stream
+from ..errors import CheckpointError, RWKVLiteError
+from ..utils.files import regular_file
+from .models import _fmt_bytes, _stream, inspect_checkpoint, print_summary
+
+# The bundled demo: a small byte-level RWKV-7 (`rwkvlite train --config configs/demo.json`),
+# compressed by scripts/make_demo.py from its checkpoint (assets/demo.safetensors in the repository,
+# not in the wheel).
+DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo.rwkvlite")
 
 
-def _lean(args):
+def default_model() -> str:
+    """The compressed file `rwkvlite demo` runs without arguments: the bundled demo model."""
+    if not os.path.exists(DEMO):
+        raise RWKVLiteError(f"{DEMO}: the bundled demo model is missing; make it with scripts/make_demo.py "
+                            "or reinstall rwkvlite")
+    return DEMO
+
+
+def _lean(args, path):
     """The lean runtime on a compressed file, and its tokenizer (no PyTorch imported)."""
     from types import SimpleNamespace
 
     from ..runtime import Runtime
     from ..tokenizer import tokenizer_for
 
-    rt = Runtime(args.model, threads=args.threads, exact=args.exact)
+    rt = Runtime(path, threads=args.threads, exact=args.exact)
     hint = args.tokenizer or rt.w.manifest.get("tokenizer")
     return rt, tokenizer_for(SimpleNamespace(vocab_size=rt.vocab_size), hint)
 
 
+def print_makeup(s: dict) -> None:
+    """A compressed file's summary (format.summary) and its own accounting (format.size_report)."""
+    print_summary(s)
+    f = s["file"]
+    print(f"compressed file: {_fmt_bytes(f['file_bytes'])}, {f['bits_per_weight']:.3f} bits/weight; structure: "
+          f"{', '.join(s['structure']) or 'plain'}")
+    for enc, slot in f["by_encoding"].items():
+        print(f"  {enc:<14} {slot['tensors']:>4} tensors {slot['weights']:>12,} weights "
+              f"{_fmt_bytes(slot['bytes']):>12} {slot['bits_per_weight']:>7.3f} bits/weight")
+
+
+def _makeup(path) -> dict:
+    from ..format import size_report, summary
+
+    s = summary(path)
+    s["file"] = size_report(path)  # the decoded model's bytes are not the file's: report both
+    s["structure"] = sorted(s["source"].get("structure", {}))
+    return s
+
+
+def cmd_inspect(args) -> None:
+    """A compressed file from its manifest, without PyTorch; a checkpoint by the PyTorch path."""
+    from ..format import is_compressed
+
+    if not is_compressed(regular_file(args.model, CheckpointError)):
+        inspect_checkpoint(args)
+    elif args.json:
+        json.dump(_makeup(args.model), sys.stdout, indent=1)
+        print()
+    else:
+        print_makeup(_makeup(args.model))
+
+
+def cmd_demo(args) -> None:
+    path = default_model()
+    print(f"model: {path}")
+    print_makeup(_makeup(path))
+    print(f"\n--- generation (temperature {args.temperature:g}, top-p {args.top_p:g}, seed {args.seed}) ---")
+    _stream(*_lean(args, path), args, ", lean runtime")
+
+
 def cmd_run(args) -> None:
-    _stream(*_lean(args), args, ", lean runtime")
+    _stream(*_lean(args, args.model), args, ", lean runtime")
 
 
 def cmd_chat(args) -> None:
@@ -28,7 +87,7 @@ def cmd_chat(args) -> None:
     from ..generate import generate
     from ..sampling import seeded
 
-    rt, tok = _lean(args)
+    rt, tok = _lean(args, args.model)
     if hasattr(sys.stdin, "reconfigure"):
         sys.stdin.reconfigure(errors="replace")  # input bytes that are not UTF-8 become U+FFFD, as --prompt's
     state, rng = None, seeded(args.seed)  # one random stream for the whole chat

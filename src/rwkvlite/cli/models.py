@@ -1,28 +1,13 @@
-"""`rwkvlite inspect`, `generate`, `demo`, `eval`, `report` and `train`: the PyTorch path."""
+"""`rwkvlite generate`, `eval`, `report`, `train` and `inspect` of a checkpoint: the PyTorch path,
+imported by each command when it runs (this module imports no PyTorch)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 from ..errors import RWKVLiteError
 from ..utils.paths import shared_path
-
-SHARED_DEMO = os.path.join("models", "rwkvcpp-tiny", "tiny-rwkv-5v2-730K-FP32.bin")
-
-
-def default_model() -> str:
-    """The model `rwkvlite demo` runs without arguments: the bundled demo model, or until
-    there is one, rwkv.cpp's tiny RWKV-5.2 from the shared data folder."""
-    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo.safetensors")
-    if os.path.exists(bundled):
-        return bundled
-    path = shared_path(SHARED_DEMO)
-    if not os.path.exists(path):
-        raise RWKVLiteError(f"no default model: put the shared data folder at ../shared or set RWKVLITE_SHARED "
-                            f"(it must hold {SHARED_DEMO})")
-    return path
 
 
 def _fmt_bytes(n: int) -> str:
@@ -40,27 +25,14 @@ def print_summary(s: dict, out=sys.stdout) -> None:
     print(f"{'total':<12} {s['total']['params']:>12,} {_fmt_bytes(s['total']['bytes']):>12}", file=out)
 
 
-def cmd_inspect(args) -> None:
+def inspect_checkpoint(args) -> None:
+    """`rwkvlite inspect` of a checkpoint: loaded as a PyTorch model, bytes as stored."""
     from ..loaders import load_model
     from ..model.inspect import summary
 
-    model = load_model(args.model, dtype=None)  # bytes as stored
+    model = load_model(args.model, dtype=None)
     s = summary(model)
     s["source"] = model.source
-    from ..format import is_compressed, size_report
-
-    if is_compressed(args.model):  # the decoded model's bytes are not the file's: report both
-        s["file"] = size_report(args.model)
-        s["structure"] = sorted(model.source.get("structure", {}))
-        if not args.json:
-            print_summary(s)
-            f = s["file"]
-            print(f"compressed file: {_fmt_bytes(f['file_bytes'])}, {f['bits_per_weight']:.3f} bits/weight; structure: "
-                  f"{', '.join(s['structure']) or 'plain'}")
-            for enc, slot in f["by_encoding"].items():
-                print(f"  {enc:<14} {slot['tensors']:>4} tensors {slot['weights']:>12,} weights "
-                      f"{_fmt_bytes(slot['bytes']):>12} {slot['bits_per_weight']:>7.3f} bits/weight")
-            return
     if args.json:
         json.dump(s, sys.stdout, indent=1)
         print()
@@ -94,18 +66,6 @@ def cmd_generate(args) -> None:
     from ..loaders import load_model
 
     _stream(*_torch(load_model(args.model, device=args.device), args), args)
-
-
-def cmd_demo(args) -> None:
-    from ..loaders import load_model
-    from ..model.inspect import summary
-
-    path = default_model()
-    print(f"model: {path}")
-    model = load_model(path)
-    print_summary(summary(model))
-    print("\n--- generation (temperature 1.0, top-p 0.85, seed 0) ---")
-    _stream(*_torch(model, args), args)
 
 
 TASKS = ("wikitext", "lambada", "piqa", "fidelity")

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from ..groups import tally
 from . import container
 from .container import FORMAT_NAME, FORMAT_VERSION, is_compressed
 from .encodings import decode, encode_dense, encode_int, stored_bytes, transposed
@@ -81,4 +82,28 @@ def size_report(path) -> dict:
             "quantized_bits_per_weight": 8 * qb / qw if qw else None, "by_encoding": by_enc}
 
 
-__all__ = ["save", "load", "size_report", "is_compressed", "FORMAT_NAME", "FORMAT_VERSION"]
+def summary(path) -> dict:
+    """The make-up of the model a compressed file decodes to, as model/inspect.py's summary of
+    that model gives it (config, heads, per-group counts at the decoded dtypes, every shape) and
+    its source, read from the validated manifest without decoding a tensor (no PyTorch).
+
+    >>> summary("m.rwkvlite")["groups"]["head"]  # doctest: +SKIP
+    {'params': 16384, 'bytes': 65536}
+    """
+    manifest, _ = container.read(path)
+    cfg = manifest["config"]
+    # decode(): integers in their own dtype, every other encoding as float32; a matrix stored as
+    # W^T (encodings.transposed) is W
+    counts = tally((name, tuple(e["shape"][::-1] if e.get("transposed") else e["shape"]),
+                    np.dtype(e["dtype"]).itemsize if e["enc"] == "int" else 4)
+                   for name, e in manifest["tensors"].items())
+    source = {"path": str(path), "format": FORMAT_NAME}
+    if isinstance(manifest.get("tokenizer"), str):
+        source["tokenizer"] = manifest["tokenizer"]
+    if manifest.get("structure"):
+        source["structure"] = manifest["structure"]
+    return {"config": cfg, "n_head": cfg["dim_att"] // cfg["head_size"], "dtype": "float32", **counts,
+            "source": source}
+
+
+__all__ = ["save", "load", "size_report", "summary", "is_compressed", "FORMAT_NAME", "FORMAT_VERSION"]

@@ -1,49 +1,12 @@
-"""Which parameters belong to which part of the model, with counts and bytes."""
+"""Which parameters belong to which part of a PyTorch model, with counts and bytes (groups.py)."""
 from __future__ import annotations
 
-import re
-
+from ..groups import tally
 from .model import RWKV
-
-GROUPS = ("embedding", "head", "time-mix", "channel-mix", "lora-like", "other")
-
-# Small low-rank matrices inside the time-mix: v6's token-shift and decay LoRAs, v7's w/a/v/g.
-LORA_LIKE = re.compile(r"\.att\.(time_maa_w[12]|time_decay_w[12]|[wavg][12])$")
-# .weight, or the factors / diagonal of a low-rank projection (passes/lowrank.py)
-TIME_MIX_MATRIX = re.compile(r"\.att\.(receptance|key|value|gate|output)\.(weight|w1|w2|diag)$")
-CHANNEL_MIX_MATRIX = re.compile(r"\.ffn\.(receptance|key|value)\.(weight|w1|w2|diag)$")
-
-
-def group_of(name: str) -> str:
-    """The group a canonical parameter name belongs to.
-
-    >>> group_of("blocks.3.att.w1"), group_of("blocks.0.ffn.key.weight")
-    ('lora-like', 'channel-mix')
-    """
-    if name == "emb.weight":
-        return "embedding"
-    if name == "head.weight":
-        return "head"
-    if LORA_LIKE.search(name):
-        return "lora-like"
-    if TIME_MIX_MATRIX.search(name):
-        return "time-mix"
-    if CHANNEL_MIX_MATRIX.search(name):
-        return "channel-mix"
-    return "other"  # norms, token-shift mixes, decay and bonus vectors
 
 
 def summary(model: RWKV) -> dict:
     """Config, per-group parameter and byte counts, and every tensor's shape."""
-    groups = {g: {"params": 0, "bytes": 0} for g in GROUPS}
-    shapes = {}
-    for name, p in model.state_dict().items():
-        g = groups[group_of(name)]
-        g["params"] += p.numel()
-        g["bytes"] += p.numel() * p.element_size()
-        shapes[name] = list(p.shape)
-    total = {"params": sum(g["params"] for g in groups.values()),
-             "bytes": sum(g["bytes"] for g in groups.values())}
+    counts = tally((name, tuple(p.shape), p.element_size()) for name, p in model.state_dict().items())
     return {"config": model.config.to_dict(), "n_head": model.config.n_head,
-            "dtype": str(model.emb.weight.dtype).replace("torch.", ""),
-            "groups": groups, "total": total, "shapes": shapes}
+            "dtype": str(model.emb.weight.dtype).replace("torch.", ""), **counts}

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..model.inspect import group_of
+from ..groups import group_of
 from .base import Context, PassConfig, PassResult, register
 from .calibrate import quantize_blockwise
 from .gptq import gptq, rtn

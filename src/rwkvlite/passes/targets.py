@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..model.inspect import group_of
+from ..groups import group_of
 from ..model.structure import PredictedKey
 
 
