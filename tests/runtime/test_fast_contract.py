@@ -8,7 +8,7 @@ import pytest
 from rwkvlite.runtime.contract import MEAN_KL, TOP1, agreement
 
 from ..conftest import shared
-from .contract_files import ALL, DECIDED, TIE, Sources
+from .contract_files import ALL, DECIDED, TIE, TOKENS, Sources
 from .files import compressed, use_kernels, use_numpy
 
 # A 0.1B-shaped case takes 10-20 s here (the exact mode's 65,536-row head, 1,024 times) and a
@@ -30,7 +30,7 @@ def test_fast_mode_keeps_the_contract(contract, model, version, recipe, monkeypa
     a = contract.measure(model, version, recipe)
     where = f"{model} RWKV-{version} {recipe}: {a}"
     assert not a.fast_is_exact, where
-    assert a.tokens == 512 and a.mean_kl <= MEAN_KL, where
+    assert a.tokens == TOKENS and a.mean_kl <= MEAN_KL, where
     # a random model's ties (contract_files.TIE) are left out of its top-1, but most tokens must count
     assert a.margin == (TIE if model == "0.1b" else 0.0) and a.decided >= DECIDED * a.tokens, where
     assert a.top1_decided >= TOP1, where
