@@ -48,6 +48,8 @@ COLUMNS = {
     "stepped_ms": ("stepped ms/token", "{:.2f}"), "head_once_ms": ("head once ms/token", "{:.2f}"),
     "head_once_x_stepped": ("head once x stepped", "{:.2f}"), "feed_ms": ("feed ms/token", "{:.2f}"),
     "feed_x_stepped": ("feed x stepped", "{:.2f}"),
+    "mean_kl": ("mean KL", "{:.2e}"), "max_kl": ("max KL", "{:.2e}"), "top1_decided": ("top-1 of decided", "{:.4f}"),
+    "decided": ("decided", "{}"), "margin": ("tie margin", "{:g}"),
 }
 
 class ReadmeTable(NamedTuple):

@@ -27,13 +27,14 @@ CASES = [("7", recipe) for recipe in RECIPES] + [
 CASES4 = [("4", "fp16"), ("4", "int8"), ("4", "rwkvquant-3"), ("4", "lite-int4")]
 
 
-def compressed(source, recipe):
-    """The source model (folder, checkpoint, calibration text) compressed by a recipe, made once."""
+def compressed(source, recipe, tokenizer="bytes"):
+    """The source model (folder, checkpoint, calibration text) compressed by a recipe, made once;
+    tokenizer: the calibration text's ("bytes", or a World vocabulary's path)."""
     folder, path, text = source
     out = folder / f"{recipe}.rwkvlite"
     if not out.exists():
         compress(path, out, {**RECIPES, **OTHER}[recipe], calibration=str(text), n_seq=4, seq_len=32,
-                 tokenizer="bytes", progress=False)
+                 tokenizer=str(tokenizer), progress=False)
     return out
 
 

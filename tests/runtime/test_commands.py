@@ -87,6 +87,7 @@ def test_lean_runtime_does_not_import_torch(source):
     out = compressed(source, "int8")
     code = ("import sys; from rwkvlite.runtime import Runtime; from rwkvlite.runtime.bench import bench_file; "
             "from rwkvlite.sampling import sample; import rwkvlite.generate; rt = Runtime(sys.argv[1]); "
+            "from rwkvlite.runtime.contract import agreement; agreement(sys.argv[1], [5, 6]); "
             "sample(rt.step(5)[0]); bench_file(sys.argv[1], 2, 2); "
             "print('torch' in sys.modules, '_hashlib' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
