@@ -15,7 +15,9 @@ RECIPES = {
     "lite-int4": LITE + [{"int": {"bits": 4, "group_size": 32}}],
 }
 # n-bit predictor copies (decoded once, multiplied as float32 in C) and the relu low-rank variant
-OTHER = {"lite-relu-2bitcopy": [{"lowrank": {"factor": 4, "variant": "relu"}},
+# 6-bit codes: the fast mode's int8 tier (runtime/fast.py), where the kernels have it
+OTHER = {"int6": [{"int": {"bits": 6, "group_size": 64}}],
+         "lite-relu-2bitcopy": [{"lowrank": {"factor": 4, "variant": "relu"}},
                                 {"ffn_predictor": {"steps": 20, "quant_bits": 2}}, {"fold_ln0": {}},
                                 {"int": {"bits": 3, "group_size": 32}}]}
 

@@ -30,33 +30,25 @@ def logits_of(model, tokens):
     return np.array(out)
 
 
-def mean_kl(p_logits, q_logits) -> float:
-    p = torch.log_softmax(torch.from_numpy(p_logits).double(), -1)
-    q = torch.log_softmax(torch.from_numpy(np.asarray(q_logits, np.float64)), -1)
-    return float((p.exp() * (p - q)).sum(-1).mean())
-
-
-@pytest.mark.parametrize("version,recipe", CASES + CASES4)
+@pytest.mark.parametrize("version,recipe", CASES + CASES4 + [("7", "int6"), ("4", "int6")])
 @pytest.mark.parametrize("kernels", ["c", "c-fast", "numpy"])
 def test_runtime_logits_equal_the_evaluation_path(sources, version, recipe, kernels, monkeypatch):
-    """The exact mode and numpy within 1e-3 of the evaluation path. The fast mode against the
-    evaluation path reproducing its arithmetic (eval/fast_mode.py): within 1e-3 where the build
-    rounds x to int16 only; with int8 x, ten times closer in KL than to the exact path (an x
-    within float noise of a rounding boundary may round the other way on one side, so equality
-    step by step is not the contract)."""
+    """The exact mode and numpy within 1e-3 of the evaluation path; the fast mode within 3e-3 of
+    the evaluation path reproducing its arithmetic (eval/fast_mode.py rounds x where the int8
+    tier rounds it, 6-bit codes here; x rounded per group or block is within 2^-15 of its
+    largest value)."""
     out = compressed(sources(version), recipe)
     use_kernels(kernels, monkeypatch)
     model, rt = load_model(out), Runtime(out, exact=kernels == "c")
     assert rt.config["version"] == version
+    hooked = fast_mode.emulate(model, out) if kernels == "c-fast" and rt.kernels.int8_x else 0
+    assert hooked > 0 or recipe != "int6" or kernels != "c-fast" or not rt.kernels.int8_x
     state, got = None, []
     for t in TOKENS:
         y, state = rt.step(t, state)
         got.append(y)
-    if kernels == "c-fast" and rt.kernels.int8_x and fast_mode.emulate(model, out):
-        exact = logits_of(load_model(out), TOKENS)
-        assert mean_kl(logits_of(model, TOKENS), got) <= 0.1 * mean_kl(exact, got) + 1e-9
-    else:
-        np.testing.assert_allclose(np.array(got), logits_of(model, TOKENS), atol=1e-3, rtol=1e-3)
+    tol = 3e-3 if kernels == "c-fast" else 1e-3
+    np.testing.assert_allclose(np.array(got), logits_of(model, TOKENS), atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("tag,kind", [("4v0-660K", "FP32"), ("5v2-730K", "FP32"), ("6v0-3m", "Q5_1"),

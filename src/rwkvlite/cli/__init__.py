@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--fast", action="store_true",
-                   help="a compressed file as the lean runtime's fast mode computes it (x rounded to int8 where it is)")
+                   help="a compressed file as the lean runtime's fast mode computes it (x rounded where it rounds it)")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("bench", help="load time, peak RSS per phase and speed (compressed files: lean runtime)")
     p.add_argument("model")

@@ -13,19 +13,19 @@ import torch
 from torch import nn
 
 from ..format import container
-from ..runtime.fast import BLOCK, rounds_x
+from ..runtime.fast import BLOCK, LEVELS, rounds_x
 
 
 def round_x(x: torch.Tensor, perm: torch.Tensor | None = None, block: int = BLOCK) -> torch.Tensor:
-    """x (last axis) rounded to int8 per block of columns and scaled back, as runtime.fast.round_x;
+    """x (last axis) rounded per block of columns and scaled back, as runtime.fast.round_x;
     perm: an act-order matrix's column order (the kernel rounds x in the order it stores columns)."""
     if perm is not None:
         x = x[..., perm]
     cols = x.shape[-1]
     blocks = nn.functional.pad(x.float(), (0, -cols % block)).unflatten(-1, (-1, block))
     top = blocks.abs().amax(-1, keepdim=True)
-    inv = torch.where(top > 0, 127 / top, torch.zeros_like(top))
-    out = (torch.round(blocks * inv).clamp(-127, 127) * (top / 127)).flatten(-2)[..., :cols].to(x.dtype)
+    inv = torch.where(top > 0, LEVELS / top, torch.zeros_like(top))
+    out = (torch.round(blocks * inv).clamp(-LEVELS, LEVELS) * (top / LEVELS)).flatten(-2)[..., :cols].to(x.dtype)
     if perm is not None:
         out = out[..., torch.argsort(perm)]
     return out

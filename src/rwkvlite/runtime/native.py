@@ -132,7 +132,7 @@ SIGNATURES = {  # name: (argument types, result type)
     "rwkvlite_offsetof": ([ctypes.c_char_p, ctypes.c_char_p], I64),
     "rwkvlite_tiers": ([], I64),
 }
-TIER_INT8_X = 4  # kernels.h: the fast mode's int8 x (q8.c)
+TIER_INT8_X = 4  # kernels.h: the fast mode's int8 tier (q8.c)
 TAKES_SETTINGS = frozenset(name for name, (args, _) in SIGNATURES.items() if args[:1] == [S])
 ABI = 7  # runtime/c/threads.c's rwkvlite_abi, which these structs and signatures describe
 
@@ -141,9 +141,9 @@ ABI = 7  # runtime/c/threads.c's rwkvlite_abi, which these structs and signature
 class Settings:
     """How the C kernels run. threads: None = RWKVLITE_THREADS, else one per core.
     exact: float32 activations in every kernel (the reference) instead of the fast mode (x
-    rounded to integers on the integer paths: to int8 per 32 columns for scalar codes where
-    the build has the int8 tier, runtime/fast.py; elsewhere to int16 per group, relative
-    error 2^-15).
+    rounded to integers on the integer paths: per 32 columns, multiplied as two int8 planes,
+    for scalar codes where the build has the int8 tier, runtime/fast.py; elsewhere to int16
+    per group; both within about 2^-15 of x).
     parallel_min: a call with fewer multiply-adds runs on one thread (0 in tests)."""
 
     threads: int | None = None
@@ -258,7 +258,8 @@ class Kernels:
 
     @property
     def int8_x(self) -> bool:
-        """Whether fast-mode scalar-code products round x to int8 (runtime/fast.py) in this build."""
+        """Whether fast-mode scalar-code products round x per 32 columns for the int8 tier's byte
+        dot products (runtime/fast.py) in this build."""
         return (self.lib is not None and not self.settings.exact and hasattr(self.lib, "rwkvlite_tiers")
                 and bool(self.lib.rwkvlite_tiers() & TIER_INT8_X))
 

@@ -92,8 +92,8 @@ typedef struct {
 /* The version of this interface, read by bench/runtime_ab.py before it runs two builds under
  * one Python: raised whenever a struct's layout or an exported function's arguments change. */
 extern const int64_t rwkvlite_abi;
-/* The SIMD tiers this build has, as bits (runtime/native.py, Kernels.tiers). TIER_INT8_X: the fast
- * mode rounds x to int8 per 32 columns for scalar codes in groups of 32 or of multiples of 64
+/* The SIMD tiers this build has, as bits (runtime/native.py: Kernels.int8_x). TIER_INT8_X: the fast
+ * mode rounds x per 32 columns and multiplies it as two int8 planes, for 5-7-bit scalar codes
  * (q8.c; runtime/fast.py is its reference), where other builds round x to int16 per group. */
 enum { TIER_AVX2 = 1, TIER_AVX512 = 2, TIER_INT8_X = 4 };
 int64_t rwkvlite_tiers(void);

@@ -3,7 +3,7 @@
 
 /* 6: the settings (threads, exact mode, parallel_min) passed to every kernel as a settings_t
  * instead of library globals; block structs in kernels.h; rwkvlite_sizeof and rwkvlite_offsetof.
- * 7: rwkvlite_tiers; the fast mode's int8 x (q8.c) */
+ * 7: rwkvlite_tiers; the fast mode's int8 tier (q8.c) */
 const int64_t rwkvlite_abi = 7;
 
 int64_t rwkvlite_tiers(void) {

@@ -21,7 +21,7 @@
 #endif
 #endif
 #if defined(HAVE_PERMW) && defined(__AVX512VBMI__) && defined(__AVX512VNNI__)
-#define HAVE_Q8 1  /* the fast mode's int8 x (q8.c): vpermb and vpmultishiftqb unpack codes, vpdpbusd multiplies */
+#define HAVE_Q8 1  /* the fast mode's int8 tier (q8.c): vpermb and vpmultishiftqb unpack codes, vpdpbusd multiplies */
 #endif
 #endif  /* the tiers */
 
