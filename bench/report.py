@@ -50,6 +50,9 @@ COLUMNS = {
     "feed_x_stepped": ("feed x stepped", "{:.2f}"),
     "mean_kl": ("mean KL", "{:.2e}"), "max_kl": ("max KL", "{:.2e}"), "top1_decided": ("top-1 of decided", "{:.4f}"),
     "decided": ("decided", "{}"), "margin": ("tie margin", "{:g}"),
+    "fast_ms": ("fast ms/token", "{:.2f}"), "exact_ms": ("exact ms/token", "{:.2f}"),
+    "exact_over_fast": ("exact / fast", "{:.2f}"), "ratio_q1": ("ratio q1", "{:.2f}"), "ratio_q3": ("ratio q3", "{:.2f}"),
+    "fast_x_bound": ("fast x bound", "{:.2f}"), "exact_x_bound": ("exact x bound", "{:.2f}"),
 }
 
 class ReadmeTable(NamedTuple):
@@ -76,6 +79,10 @@ README_TABLES = [
     ReadmeTable("Speed: the lean runtime, RWKV-7 0.1B shapes with random weights", ("runtime-v7",),
                 ("recipe", "file_mb", "peak_rss_mib", "ms_per_token", "read_mb_per_token", "x_bound"),
                 "python bench/runtime.py --keep runs/rtb --repeat 5 --save runtime-v7", {"shape": ("0.1b",)}),
+    ReadmeTable("Speed: fast mode against exact mode, alternating in one run (RWKV-7 0.1B shapes)", ("fast-mode",),
+                ("file", "fast_ms", "exact_ms", "exact_over_fast", "read_mb_per_token", "fast_x_bound"),
+                "python bench/fast_mode.py runs/rtb/rwkv7-0.1b-int8.rwkvlite runs/rtb/rwkv7-0.1b-rwkvquant.rwkvlite "
+                "runs/rtb/rwkv7-0.1b-lite-3bit.rwkvlite --save fast-mode"),
     ReadmeTable("Speed: against llama.cpp on the same checkpoint", ("llamacpp",),
                 ("name", "file_mb", "peak_rss_mib", "ms_per_token", "speed_vs_q5_1"),
                 "python bench/llamacpp.py --llama-src LLAMA_CPP_SRC --keep runs/rtb --rounds 5 --save llamacpp"),

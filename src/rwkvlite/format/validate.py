@@ -273,7 +273,11 @@ def contents(where: str, m: dict, arrays: dict) -> None:
                 _fail(where, f"tensor '{name}': array perm is not a permutation of its {n} columns")
     for head, spec in ((m.get("structure") or {}).get("cluster_head") or {}).items():
         e = m["tensors"][f"{head}.cluster"]
-        ids = decode(e, {role: arrays[key] for role, key in e["arrays"].items()})
+        q = arrays[e["arrays"]["q"]].reshape(-1)
+        if (e["bits"], e["step"], e["offset"], q.size) == (8, 1, 0, math.prod(e["shape"])):
+            ids = q  # ids that are their own bytes (as cluster_head writes up to 256 clusters): no decoded copy
+        else:
+            ids = decode(e, {role: arrays[key] for role, key in e["arrays"].items()})
         if ids.size and (ids.min() < 0 or ids.max() >= spec["clusters"]):
             _fail(where, f"tensor '{head}.cluster': ids outside 0..{spec['clusters'] - 1}")
         if np.bincount(ids.astype(np.int64), minlength=spec["clusters"]).min() == 0:
