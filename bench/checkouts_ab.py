@@ -53,11 +53,10 @@ def compare(path: str, args) -> dict:
             ms = decode_ms(getattr(args, k), path, args.tokens, args.threads)
             if r:
                 times[k].append(ms)
-    ratio = np.array(times["new"]) / np.array(times["old"])
+    s = results.spread(times["new"], times["old"])
     row = {"file": os.path.basename(path), "old_ms": float(np.median(times["old"])),
-           "new_ms": float(np.median(times["new"])), "ratio": float(np.median(ratio)),
-           "ratio_q1": float(np.quantile(ratio, 0.25)), "ratio_q3": float(np.quantile(ratio, 0.75)),
-           "new_faster": int((ratio < 1).sum()), "rounds": args.rounds}
+           "new_ms": float(np.median(times["new"])), "ratio": s["ratio"], "ratio_q1": s["ratio_q1"],
+           "ratio_q3": s["ratio_q3"], "new_faster": s["smaller_in"], "rounds": args.rounds}
     print(f"{row['file']}: old {row['old_ms']:.2f} ms/token, new {row['new_ms']:.2f}; new/old median "
           f"{row['ratio']:.3f} (quartiles {row['ratio_q1']:.3f}-{row['ratio_q3']:.3f}; new faster in "
           f"{row['new_faster']}/{args.rounds})", flush=True)

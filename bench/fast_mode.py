@@ -48,11 +48,11 @@ def measure(path: str, rounds: int, tokens: int, threads: int | None, gbs: float
     rt.reset_counters()
     _, states["fast"] = decode_ms(rt, states["fast"], tokens)
     read = rt.bytes_read_per_token()["total"]
-    ratios = np.array(times["exact"]) / np.array(times["fast"])
+    s = results.spread(times["exact"], times["fast"])
     bound_ms = read / (gbs * 1e9) * 1e3
     row = {"file": os.path.basename(path), "fast_ms": float(np.median(times["fast"])),
-           "exact_ms": float(np.median(times["exact"])), "exact_over_fast": float(np.median(ratios)),
-           "ratio_q1": float(np.percentile(ratios, 25)), "ratio_q3": float(np.percentile(ratios, 75)),
+           "exact_ms": float(np.median(times["exact"])), "exact_over_fast": s["ratio"],
+           "ratio_q1": s["ratio_q1"], "ratio_q3": s["ratio_q3"],
            "read_mb_per_token": read / 1e6, "bandwidth_gbs": gbs,
            "fast_x_bound": float(np.median(times["fast"])) / bound_ms,
            "exact_x_bound": float(np.median(times["exact"])) / bound_ms,

@@ -81,6 +81,16 @@ def write(args, measured, rows: list[dict] | None = None) -> None:
         save(args.save.format_map(vars(args)), measured if rows is None else rows)
 
 
+def spread(numerator: list[float], denominator: list[float]) -> dict:
+    """Per-round ratios of two alternating measurements: their median and quartiles, and in how
+    many rounds the numerator was the smaller (the A/B scripts' summary of a drifting machine)."""
+    import numpy as np
+
+    r = np.asarray(numerator) / np.asarray(denominator)
+    return {"ratio": float(np.median(r)), "ratio_q1": float(np.quantile(r, 0.25)),
+            "ratio_q3": float(np.quantile(r, 0.75)), "smaller_in": int((r < 1).sum()), "rounds": len(r)}
+
+
 def add_argument(parser, default: str) -> None:
     """The bench scripts' `--save [NAME]`: write the table to bench/results/NAME.json (`default`
     when NAME is left out)."""

@@ -28,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the runtime sets it whe
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+import results  # noqa: E402  (bench/results.py)
 from kernels_ab import abi, load  # noqa: E402
 
 from rwkvlite.runtime import native  # noqa: E402
@@ -80,11 +81,11 @@ def main() -> None:
                 token = int(np.argmax(logits))
             if r:
                 times[k].append((time.perf_counter() - start) / args.tokens * 1e3)
-    ratio = np.array(times["new"]) / np.array(times["old"])
+    s = results.spread(times["new"], times["old"])
     print(f"{args.file}: {threads} threads, {args.rounds} rounds of {args.tokens} tokens per build")
     print(f"old {np.median(times['old']):.2f} ms/token   new {np.median(times['new']):.2f} ms/token   "
-          f"new/old median {np.median(ratio):.3f} (quartiles {np.quantile(ratio, 0.25):.3f}-"
-          f"{np.quantile(ratio, 0.75):.3f}; new faster in {int((ratio < 1).sum())}/{len(ratio)})")
+          f"new/old median {s['ratio']:.3f} (quartiles {s['ratio_q1']:.3f}-{s['ratio_q3']:.3f}; "
+          f"new faster in {s['smaller_in']}/{s['rounds']})")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,25 @@ def test_kernels_equal_the_decoded_matrix(kind, bits, cols, group, mode, k):
     np.testing.assert_allclose(y, expect, atol=1e-5 * np.abs(W).max() * np.abs(a).sum() * 4)
 
 
+@pytest.mark.parametrize("bits,cols,group", [(b, 256, 64) for b in range(2, 9)] + [(6, 128, 64), (6, 256, 48)])
+def test_fast_py_names_the_products_the_int8_tier_takes(bits, cols, group):
+    """runtime/fast.rounds_x against what the kernels do: x with a block of tiny values and one huge
+    value (whose column's weights are zero) in the same group. Rounded per 32 columns (the int8
+    tier) the tiny block keeps its values; rounded per group to int16 it becomes zeros."""
+    k = kernels()
+    if not k.int8_x:
+        pytest.skip("no int8 tier in this build")
+    rng = np.random.default_rng(bits)
+    codes, zero = rng.integers(0, 2**bits, (8, cols)), rng.integers(0, 2**bits, (8, -(-cols // group)))
+    codes[:, 32] = zero[:, 0] = 0  # column 32 weighs nothing (and no zero term cancels its huge x)
+    entry, arrays = encode_sq(codes, rng.uniform(0.5, 2, zero.shape), zero, bits, group, [8, cols])
+    W = decode(entry, arrays).astype(np.float64)
+    x = np.zeros(cols, np.float32)
+    x[:32], x[32] = rng.uniform(1, 2, 32) * 1e-6, 1e3
+    kept = np.abs(matrix(entry, arrays, k).mv(x) - W @ x).max() <= 1e-3 * np.abs(W @ x).max()
+    assert kept == rounds_x(entry)
+
+
 @pytest.mark.parametrize("group", [256, 4096])
 def test_vq_group_sums_do_not_overflow(group, k):
     """Largest centroids times the largest inputs over a whole group (int32 lanes, int64 total)."""

@@ -88,6 +88,16 @@ def _add_sampling(p) -> None:
     p.add_argument("--tokenizer", default=None, help="'bytes', 'world', or a vocab/tokenizer file")
 
 
+def _add_calibration(p, what: str) -> None:
+    """quantize's and compress's shared options: calibration data, tokenizer, report, device."""
+    p.add_argument("--calibration", default="self", help=what)
+    p.add_argument("--calib-seqs", dest="calib_seqs", type=_positive_int, default=32)
+    p.add_argument("--calib-len", dest="calib_len", type=_positive_int, default=256)
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--report", default=None, type=_output, help="write the report as JSON here")
+    p.add_argument("--device", default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rwkvlite", description="Compress, run and measure RWKV models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -151,23 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix-bits", dest="mix_bits", type=int, default=4, help="mix-vector codebook bits, 0 keeps 16-bit")
     p.add_argument("--quantize-head", dest="quantize_head", action="store_true")
     p.add_argument("--quantize-embedding", dest="quantize_embedding", action="store_true")
-    p.add_argument("--calibration", default="self", help="a text file, or 'self' (the model writes its own)")
-    p.add_argument("--calib-seqs", dest="calib_seqs", type=_positive_int, default=32)
-    p.add_argument("--calib-len", dest="calib_len", type=_positive_int, default=256)
-    p.add_argument("--tokenizer", default=None)
-    p.add_argument("--report", default=None, type=_output, help="write the report as JSON here")
-    p.add_argument("--device", default=None)
+    _add_calibration(p, "a text file, or 'self' (the model writes its own)")
     p.set_defaults(func=cmd_quantize)
     p = sub.add_parser("compress", help="run a compression recipe (preset or JSON file) into one file")
     p.add_argument("model")
     p.add_argument("-o", "--out", required=True, type=_output)
     p.add_argument("--recipe", default="lite", help="int8, int4, rwkvquant, lite, lite-int8, lite-int4, or a JSON file")
-    p.add_argument("--calibration", default="self", help="a text file (needed by 'recover'), or 'self'")
-    p.add_argument("--calib-seqs", dest="calib_seqs", type=_positive_int, default=32)
-    p.add_argument("--calib-len", dest="calib_len", type=_positive_int, default=256)
-    p.add_argument("--tokenizer", default=None)
-    p.add_argument("--report", default=None, type=_output, help="write the report as JSON here")
-    p.add_argument("--device", default=None)
+    _add_calibration(p, "a text file (needed by 'recover'), or 'self'")
     p.set_defaults(func=cmd_compress)
     p = sub.add_parser("run", help="generate from a compressed file with the lean runtime (no PyTorch)")
     p.add_argument("model")

@@ -49,10 +49,11 @@ def print_makeup(s: dict) -> None:
 
 
 def _makeup(path) -> dict:
-    from ..format import size_report, summary
+    from ..format import container, size_report, summary
 
-    s = summary(path)
-    s["file"] = size_report(path)  # the decoded model's bytes are not the file's: report both
+    read = container.read(path)  # once, for both
+    s = summary(path, read)
+    s["file"] = size_report(path, read)  # the decoded model's bytes are not the file's: report both
     s["structure"] = sorted(s["source"].get("structure", {}))
     return s
 

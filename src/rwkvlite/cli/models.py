@@ -77,13 +77,15 @@ def cmd_eval(args) -> None:
     from ..loaders import load_model
     from ..tokenizer import tokenizer_for
 
+    if args.fast:
+        from ..format import is_compressed
+
+        if not is_compressed(args.model):  # (before a model is loaded for nothing)
+            raise RWKVLiteError(f"{args.model}: --fast reproduces the lean runtime, which runs compressed files only")
     model = load_model(args.model, device=args.device)
     if args.fast:
         from ..eval import fast_mode
-        from ..format import is_compressed
 
-        if not is_compressed(args.model):
-            raise RWKVLiteError(f"{args.model}: --fast reproduces the lean runtime, which runs compressed files only")
         fast_mode.emulate(model, args.model)
     tok = tokenizer_for(model.config, args.tokenizer)
     records = []

@@ -60,9 +60,10 @@ def load(path, verify: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
     return manifest, out
 
 
-def size_report(path) -> dict:
-    """Bytes and bits per weight from the file itself: per encoding and overall."""
-    manifest, arrays = container.read(path, verify=False)
+def size_report(path, read: tuple | None = None) -> dict:
+    """Bytes and bits per weight from the file itself: per encoding and overall. read: the
+    file's container.read(path) when the caller has it (not read again)."""
+    manifest, arrays = read or container.read(path, verify=False)
     file_bytes = os.path.getsize(path)
     by_enc: dict[str, dict] = {}
     for entry in manifest["tensors"].values():
@@ -82,15 +83,16 @@ def size_report(path) -> dict:
             "quantized_bits_per_weight": 8 * qb / qw if qw else None, "by_encoding": by_enc}
 
 
-def summary(path) -> dict:
+def summary(path, read: tuple | None = None) -> dict:
     """The make-up of the model a compressed file decodes to, as model/inspect.py's summary of
     that model gives it (config, heads, per-group counts at the decoded dtypes, every shape) and
-    its source, read from the validated manifest without decoding a tensor (no PyTorch).
+    its source, read from the validated manifest without decoding a tensor (no PyTorch). read:
+    as size_report's.
 
     >>> summary("m.rwkvlite")["groups"]["head"]  # doctest: +SKIP
     {'params': 16384, 'bytes': 65536}
     """
-    manifest, _ = container.read(path)
+    manifest, _ = read or container.read(path)
     cfg = manifest["config"]
     # decode(): integers in their own dtype, every other encoding as float32; a matrix stored as
     # W^T (encodings.transposed) is W

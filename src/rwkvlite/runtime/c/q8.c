@@ -68,10 +68,10 @@ static void q8_setup(q8_t *k, const float *x) {
 
 /* codes of one 64-code chunk (the bytes of `bytes` at p; the rest of the register zero) times
  * xq = 256 hi + lo: lanes of at most 4 * 255 * 127 * 257, far below 2^31 */
-static ALWAYS_INLINE __m512i dot64(const uint8_t *p, __mmask64 bytes, const int8_t *hi, const int8_t *lo, int bits,
+static ALWAYS_INLINE __m512i dot64(const uint8_t *p, __mmask64 bytes, const int8_t *hi, const int8_t *lo,
                                    __m512i perm, __m512i shift, __m512i mask) {
-    __m512i codes = _mm512_maskz_loadu_epi8(bytes, p);
-    if (bits < 8) codes = _mm512_and_si512(_mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm, codes)), mask);
+    const __m512i codes = _mm512_and_si512(
+        _mm512_multishift_epi64_epi8(shift, _mm512_permutexvar_epi8(perm, _mm512_maskz_loadu_epi8(bytes, p))), mask);
     const __m512i h = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, _mm512_loadu_si512(hi));
     return _mm512_add_epi32(_mm512_slli_epi32(h, 8), _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, _mm512_loadu_si512(lo)));
 }
@@ -104,14 +104,14 @@ static ALWAYS_INLINE __m512 q8_row(const q8_t *k, int64_t r, float *coef, const 
                 if (g * per + j < chunks) coef[g * per + j] = coef[g];
     int64_t ch = 0;
     for (; ch + 2 <= full; ch += 2) {  /* two chains */
-        const __m512i a = dot64(q + step * ch, all, hi + 64 * ch, lo + 64 * ch, bits, perm, shift, mask),
-                      b = dot64(q + step * (ch + 1), all, hi + 64 * (ch + 1), lo + 64 * (ch + 1), bits, perm, shift, mask);
+        const __m512i a = dot64(q + step * ch, all, hi + 64 * ch, lo + 64 * ch, perm, shift, mask),
+                      b = dot64(q + step * (ch + 1), all, hi + 64 * (ch + 1), lo + 64 * (ch + 1), perm, shift, mask);
         even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(chunk_scale(coef, ch, ngroups, PER), xs[ch]), even);
         odd = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_mul_ps(chunk_scale(coef, ch + 1, ngroups, PER), xs[ch + 1]), odd);
     }
     for (; ch < chunks; ch++) {  /* the last whole chunk, and a partial one (bytes past the row's codes not read) */
         const __mmask64 m = ch < full ? all : first_bytes(((k->cols - 64 * ch) * bits + 7) / 8);
-        const __m512i a = dot64(q + step * ch, m, hi + 64 * ch, lo + 64 * ch, bits, perm, shift, mask);
+        const __m512i a = dot64(q + step * ch, m, hi + 64 * ch, lo + 64 * ch, perm, shift, mask);
         even = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(chunk_scale(coef, ch, ngroups, PER), xs[ch]), even);
     }
     return _mm512_add_ps(even, odd);
@@ -153,7 +153,9 @@ HIDDEN int mv_sq_q8(const settings_t *s, const uint8_t *Q, int64_t qstride, int6
                     const int32_t *rows, int64_t n) {
     /* 2-4- and 8-bit codes keep mv_sq's int16 paths and short rows its 16-row blocks: faster
      * for them on whole models (docs/kernels.md) */
-    if (s->exact || bits < Q8_MIN_BITS || bits > Q8_MAX_BITS || cols <= 128 || (group != 32 && group % 64) || qstride * 8 < cols * bits || n == 0) return 0;
+    if (s->exact || bits < Q8_MIN_BITS || bits > Q8_MAX_BITS || cols <= 128 || (group != 32 && group % 64) ||
+        qstride * 8 < cols * bits || n == 0)
+        return 0;
     (void)qbytes;  /* masked loads read no byte past a row's codes */
     q8_t k = {.Q = Q, .Z = Z, .S = S, .rows = rows, .qstride = qstride, .zstride = zstride, .group = group,
               .cols = cols, .ngroups = (cols + group - 1) / group, .chunks = (cols + 63) / 64, .bits = bits,
